@@ -1,0 +1,1 @@
+"""Read-only catalog API: models and their endpoints in OpenRouter's shapes."""

@@ -1,0 +1,40 @@
+"""`GET /v1/models` and `GET /api/v1/models/{author}/{slug}/endpoints`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import get
+
+from gateway.catalog.views import ARCHITECTURE, endpoint_entry, model_entry
+from gateway.errors import NotFound
+from gateway.resources import Resources
+
+
+@get(["/v1/models", "/api/v1/models"], sync_to_thread=False)
+def list_models(resources: Resources) -> dict[str, Any]:
+    catalog = resources.catalog
+    return {"data": [model_entry(catalog, m) for m in catalog.models.values()]}
+
+
+@get("/api/v1/models/{author:str}/{slug:str}/endpoints", sync_to_thread=False)
+def list_endpoints(author: str, slug: str, resources: Resources) -> dict[str, Any]:
+    catalog = resources.catalog
+    model_id = f"{author}/{slug}"
+    model = catalog.models.get(model_id)
+    if model is None:
+        raise NotFound(f"model {model_id!r} is not in the catalog", metadata={"model": model_id})
+    stats = resources.endpoint_stats()
+    return {
+        "data": {
+            "id": model.id,
+            "name": model.name,
+            "created": model.created,
+            "description": model.description,
+            "architecture": ARCHITECTURE,
+            "endpoints": [
+                endpoint_entry(catalog, e, stats.get(e.id))
+                for e in catalog.by_model.get(model_id, ())
+            ],
+        }
+    }

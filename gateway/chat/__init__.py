@@ -1,0 +1,1 @@
+"""Chat completions: decode the client request, route it, relay the answer."""

@@ -1,0 +1,97 @@
+"""Shaping upstream answers for the client: gateway id, provider, exact usage and cost.
+
+Non-streamed bodies are rewritten once; streamed chunks are stamped and passed on as they come.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from decimal import Decimal
+from typing import Any
+
+import msgspec
+
+from providers.pricing import Cost
+from providers.usage import Usage
+
+encode = msgspec.json.Encoder().encode
+FINISH_REASONS = frozenset({"stop", "length", "tool_calls", "content_filter", "error"})
+
+
+def new_generation_id() -> str:
+    return f"gen-{int(time.time())}-{os.urandom(10).hex()}"
+
+
+def json_number(value: Decimal) -> msgspec.Raw:
+    """An exact decimal as a plain JSON number (`0.00000075`, never `7.5E-7`)."""
+    return msgspec.Raw(format(value.normalize(), "f").encode())
+
+
+def _numbers(tree: dict[str, Any]) -> dict[str, Any]:
+    return {k: json_number(v) if isinstance(v, Decimal) else
+            _numbers(v) if isinstance(v, dict) else v for k, v in tree.items()}
+
+
+def usage_body(usage: Usage, cost: Cost) -> dict[str, Any]:
+    return {**usage.to_openai(), **_numbers(cost.to_openrouter())}
+
+
+def normalize_finish_reason(native: Any) -> str | None:
+    if native is None:
+        return None
+    text = str(native)
+    if text in FINISH_REASONS:
+        return text
+    if text in ("eos", "end_turn", "stop_sequence"):
+        return "stop"
+    if text in ("max_tokens", "max_output_tokens"):
+        return "length"
+    if text in ("tool_use", "function_call"):
+        return "tool_calls"
+    return "stop"
+
+
+def first_finish_reason(choices: Any) -> Any:
+    if isinstance(choices, list):
+        for choice in choices:
+            if isinstance(choice, dict) and choice.get("finish_reason") is not None:
+                return choice["finish_reason"]
+    return None
+
+
+def stamp(payload: dict[str, Any], generation_id: str, model: str, provider: str) -> None:
+    payload["id"] = generation_id
+    payload["model"] = model
+    payload["provider"] = provider
+
+
+def sse(payload: dict[str, Any]) -> bytes:
+    return b"data: " + encode(payload) + b"\n\n"
+
+
+SSE_DONE = b"data: [DONE]\n\n"
+
+
+def error_chunk(
+    generation_id: str, model: str, provider: str | None, status: int, message: str
+) -> bytes:
+    """The chunk that ends a stream which failed after its first byte."""
+    return sse(
+        {
+            "id": generation_id,
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": model,
+            "provider": provider,
+            "choices": [
+                {
+                    "index": 0,
+                    "delta": {"content": ""},
+                    "finish_reason": "error",
+                    "native_finish_reason": "error",
+                }
+            ],
+            "error": {"code": status, "message": message},
+        }
+    )

@@ -1,0 +1,102 @@
+"""The `gateway` command: serve, migrate, simulate, demo."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    # Workers are separate processes: they read their settings from the environment.
+    for flag, env in (
+        ("host", "GATEWAY_HOST"),
+        ("port", "GATEWAY_PORT"),
+        ("workers", "GATEWAY_WORKERS"),
+        ("catalog", "GATEWAY_CATALOG"),
+    ):
+        value = getattr(args, flag)
+        if value is not None:
+            os.environ[env] = str(value)
+    from gateway.settings import Settings
+
+    settings = Settings()
+    server = settings.server
+    logging.basicConfig(
+        level=server.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    if args.migrate:
+        from gateway.ledger.migrate import upgrade_to_head
+
+        upgrade_to_head(settings.database.database_url)
+    uvicorn.run(
+        "gateway.app:app_from_env",
+        factory=True,
+        host=server.host,
+        port=server.port,
+        workers=server.workers,
+        loop="uvloop",
+        http="httptools",
+        log_level=server.log_level,
+        access_log=False,
+        lifespan="on",
+    )
+    return 0
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    from gateway.ledger.migrate import upgrade_to_head
+    from gateway.settings import DatabaseSettings
+
+    url = args.database_url or DatabaseSettings().database_url
+    upgrade_to_head(url)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gateway", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the gateway (env GATEWAY_HOST/PORT/WORKERS too)")
+    serve.add_argument("--host", default=None, help="listen address (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=None, help="listen port (default 8000)")
+    serve.add_argument("--workers", type=int, default=None, help="worker processes (default 1)")
+    serve.add_argument("--catalog", default=None, help="catalog TOML (default: the shipped one)")
+    serve.add_argument(
+        "--no-migrate",
+        dest="migrate",
+        action="store_false",
+        help="don't apply database migrations before starting",
+    )
+    serve.set_defaults(func=_serve)
+
+    migrate = sub.add_parser("migrate", help="apply database migrations (Alembic) to head")
+    migrate.add_argument("--database-url", default=None, help="default: DATABASE_URL")
+    migrate.set_defaults(func=_migrate)
+
+    try:
+        from providers.simulator import cli as simulator_cli
+    except ImportError:
+        pass
+    else:
+        simulate = sub.add_parser("simulate", help="run a fleet of simulated providers")
+        simulator_cli.add_arguments(simulate)
+        simulate.set_defaults(func=simulator_cli.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func: Command = args.func
+    return func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

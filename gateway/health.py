@@ -1,0 +1,50 @@
+"""`GET /health` (the process answers) and `GET /ready` (its database and Redis answer)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from litestar import Response, get
+from redis.exceptions import RedisError
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+
+from gateway.resources import Resources
+
+READY_TIMEOUT_S = 2.0
+
+
+@get("/health", sync_to_thread=False)
+def health() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+async def _check_db(resources: Resources) -> str:
+    try:
+        async with asyncio.timeout(READY_TIMEOUT_S), resources.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+    except (SQLAlchemyError, OSError, TimeoutError) as exc:
+        return f"unreachable: {type(exc).__name__}"
+    return "ok"
+
+
+async def _check_redis(resources: Resources) -> str:
+    if resources.redis is None:
+        return "in-process"
+    try:
+        async with asyncio.timeout(READY_TIMEOUT_S):
+            await resources.redis.ping()
+    except (RedisError, OSError, TimeoutError) as exc:
+        return f"unreachable: {type(exc).__name__}"
+    return "ok"
+
+
+@get("/ready")
+async def ready(resources: Resources) -> Response[dict[str, Any]]:
+    db, redis = await asyncio.gather(_check_db(resources), _check_redis(resources))
+    ok = db == "ok" and redis in ("ok", "in-process")
+    return Response(
+        {"status": "ready" if ok else "not ready", "database": db, "redis": redis},
+        status_code=200 if ok else 503,
+    )

@@ -1,0 +1,1 @@
+"""The ledger: generation events, their queue and the writer that lands them in the database."""

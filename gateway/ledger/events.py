@@ -1,0 +1,57 @@
+"""The generation event: everything the ledger stores about one client request.
+
+Built on the request path from data already in hand; no I/O here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Protocol
+
+from providers.pricing import ZERO_COST, Cost
+from providers.usage import Usage
+from routing.executor import Attempt
+
+
+@dataclass(slots=True)
+class GenerationEvent:
+    id: str
+    created_at: datetime
+    requested_model: str
+    model: str
+    mode: str
+    streamed: bool
+    api_key_id: str | None = None
+    app_referer: str | None = None
+    app_title: str | None = None
+    provider: str | None = None
+    endpoint_id: str | None = None
+    status: str = "ok"  # ok | error | cancelled
+    http_status: int = 200
+    error_message: str | None = None
+    finish_reason: str | None = None  # normalized: stop, length, tool_calls, content_filter, error
+    native_finish_reason: str | None = None
+    cancelled: bool = False
+    usage: Usage = field(default_factory=Usage)
+    cost: Cost = ZERO_COST
+    upstream_cost: Decimal | None = None
+    latency_s: float = 0.0
+    ttft_s: float | None = None
+    generation_s: float | None = None
+    attempts: list[Attempt] = field(default_factory=list)
+    explanation: dict[str, Any] | None = None
+
+    @property
+    def throughput(self) -> float | None:
+        """Output tokens per second of generation time."""
+        if not self.generation_s or self.usage.completion_tokens <= 0:
+            return None
+        return self.usage.completion_tokens / self.generation_s
+
+
+class LedgerSink(Protocol):
+    """Where the request path hands a finished generation; must not block on the database."""
+
+    async def emit(self, event: GenerationEvent) -> None: ...

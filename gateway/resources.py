@@ -1,0 +1,101 @@
+"""Everything the app holds open for its lifetime, built and closed by the lifespan.
+
+Controllers reach it through the `resources` dependency; there are no module globals.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from gateway.chat.service import ChatService
+from gateway.ledger.events import LedgerSink
+from gateway.ledger.queue import InProcessLedger
+from gateway.settings import Settings
+from providers.catalog import Catalog, load_catalog
+from providers.openai_compatible import OpenAICompatibleProvider
+from providers.provider import Provider, Timeouts
+from routing.executor import Executor
+from routing.planner import Planner
+
+UPSTREAM_POOL_SIZE = 1000  # open upstream connections across all providers
+UPSTREAM_POOL_PER_HOST = 0  # 0: bounded only by the pool
+
+
+@dataclass
+class Resources:
+    settings: Settings
+    catalog: Catalog
+    http: aiohttp.ClientSession
+    providers: dict[str, Provider]
+    planner: Planner
+    executor: Executor
+    chat: ChatService
+    engine: AsyncEngine
+    redis: Redis | None
+    ledger: LedgerSink
+
+    def endpoint_stats(self) -> dict[str, dict[str, Any]]:
+        """Live figures per endpoint id for the endpoints listing (filled by routing stats)."""
+        return {}
+
+
+def make_engine(settings: Settings) -> AsyncEngine:
+    db = settings.database
+    if db.is_sqlite:
+        path = db.database_url.split(":///", 1)[-1]
+        if path and path != ":memory:":
+            from pathlib import Path
+
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        return create_async_engine(db.database_url)
+    return create_async_engine(db.database_url, pool_size=db.database_pool_size, pool_pre_ping=True)
+
+
+def timeouts_of(settings: Settings) -> Timeouts:
+    r = settings.routing
+    return Timeouts(
+        connect=r.connect_timeout_s, first_token=r.first_token_timeout_s, total=r.total_timeout_s
+    )
+
+
+@asynccontextmanager
+async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
+    async with AsyncExitStack() as stack:
+        catalog = load_catalog(settings.catalog.catalog)
+        connector = aiohttp.TCPConnector(
+            limit=UPSTREAM_POOL_SIZE,
+            limit_per_host=UPSTREAM_POOL_PER_HOST,
+            keepalive_timeout=60,
+            ttl_dns_cache=300,
+        )
+        http = aiohttp.ClientSession(
+            connector=connector, auto_decompress=True, skip_auto_headers=("User-Agent",)
+        )
+        stack.push_async_callback(http.close)
+        engine = make_engine(settings)
+        stack.push_async_callback(engine.dispose)
+        redis: Redis | None = None
+        if settings.redis.redis_url:
+            redis = Redis.from_url(settings.redis.redis_url)
+            stack.push_async_callback(redis.aclose)
+        ledger = InProcessLedger()
+        providers: dict[str, Provider] = {"openai": OpenAICompatibleProvider(http)}
+        providers["llamacpp"] = providers["openai"]
+        planner = Planner(catalog)
+        executor = Executor(
+            providers,
+            catalog.secret_for,
+            timeouts_of(settings),
+            max_attempts=settings.routing.max_attempts,
+        )
+        chat = ChatService(planner, executor, ledger)
+        yield Resources(
+            settings, catalog, http, providers, planner, executor, chat, engine, redis, ledger
+        )

@@ -1,0 +1,105 @@
+"""Settings, one class per concern, read from the environment once and passed down.
+
+Not a place for defaults that belong to a single module's logic.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ServerSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GATEWAY_")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    workers: int = Field(default=1, ge=1, le=64)
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    log_level: str = "info"
+    auth: Literal["required", "off"] | None = None  # None: off on loopback, required otherwise
+    admin_token: str | None = None
+
+    @property
+    def loopback_only(self) -> bool:
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
+
+    @property
+    def auth_required(self) -> bool:
+        if self.auth is not None:
+            return self.auth == "required"
+        return not self.loopback_only
+
+
+class CatalogSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GATEWAY_")
+
+    catalog: Path | None = None  # GATEWAY_CATALOG; None: the shipped gpt-oss-20b catalog
+
+
+class DatabaseSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="")
+
+    database_url: str = "sqlite+aiosqlite:///./var/gateway.sqlite3"  # DATABASE_URL
+    database_pool_size: int = Field(default=10, ge=1)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+class RedisSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="")
+
+    redis_url: str | None = None  # REDIS_URL; None: in-process state (embedded default)
+    redis_prefix: str = "gw:"  # REDIS_PREFIX: namespaces every key, lets tests share a server
+
+
+class RoutingSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GATEWAY_ROUTING_")
+
+    connect_timeout_s: float = Field(default=5.0, gt=0)
+    first_token_timeout_s: float = Field(default=60.0, gt=0)
+    total_timeout_s: float = Field(default=600.0, gt=0)
+    max_attempts: int = Field(default=6, ge=1)  # per generation, across providers
+    retries_per_endpoint: int = Field(default=1, ge=0)
+    backoff_base_s: float = Field(default=0.05, ge=0)
+    backoff_max_s: float = Field(default=2.0, ge=0)
+    stats_refresh_s: float = Field(default=1.0, gt=0)
+
+
+class LedgerSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GATEWAY_LEDGER_")
+
+    batch_size: int = Field(default=500, ge=1)
+    flush_interval_s: float = Field(default=0.2, gt=0)
+    retention_days: int = Field(default=90, ge=1)
+
+
+class Settings:
+    """Every concern's settings, built once from the environment."""
+
+    def __init__(
+        self,
+        server: ServerSettings | None = None,
+        catalog: CatalogSettings | None = None,
+        database: DatabaseSettings | None = None,
+        redis: RedisSettings | None = None,
+        routing: RoutingSettings | None = None,
+        ledger: LedgerSettings | None = None,
+    ) -> None:
+        self.server = server or ServerSettings()
+        self.catalog = catalog or CatalogSettings()
+        self.database = database or DatabaseSettings()
+        self.redis = redis or RedisSettings()
+        self.routing = routing or RoutingSettings()
+        self.ledger = ledger or LedgerSettings()

@@ -1,0 +1,155 @@
+"""OpenAI chat-completions wire shapes the simulator reads and writes, as bytes.
+
+Decoding of client bodies and encoding of completions, stream chunks and errors; no timing.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import msgspec
+
+from providers.simulator.outcome import Plan
+
+_encode = msgspec.json.Encoder().encode
+DONE_EVENT = b"data: [DONE]\n\n"
+
+
+class ContentPart(msgspec.Struct):
+    type: str = "text"
+    text: str = ""
+
+
+class Message(msgspec.Struct):
+    role: str
+    content: str | list[ContentPart] | None = None
+
+
+class ChatRequest(msgspec.Struct):
+    """The fields the simulator acts on; every other field is accepted and ignored."""
+
+    model: str
+    messages: Annotated[list[Message], msgspec.Meta(min_length=1)]
+    stream: bool | None = False
+    max_tokens: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    max_completion_tokens: Annotated[int, msgspec.Meta(ge=1)] | None = None
+
+    def token_budget(self) -> int | None:
+        """Completion tokens allowed (reasoning included), as OpenAI counts them."""
+        return self.max_completion_tokens or self.max_tokens
+
+    def prompt_text(self) -> str:
+        """The concatenated message text that tokens are counted (and cached) over."""
+        parts: list[str] = []
+        for message in self.messages:
+            if isinstance(message.content, str):
+                parts.append(message.content)
+            elif message.content is not None:
+                parts.extend(part.text for part in message.content)
+        return "".join(parts)
+
+
+decode_chat_request = msgspec.json.Decoder(ChatRequest).decode
+
+
+def error_body(message: str, type_: str, code: str | None) -> bytes:
+    """An OpenAI error body: `{"error": {"message", "type", "param", "code"}}`."""
+    return _encode({"error": {"message": message, "type": type_, "param": None, "code": code}})
+
+
+def json_body(value: Any) -> bytes:
+    return _encode(value)
+
+
+def usage(plan: Plan) -> dict[str, Any]:
+    return {
+        "prompt_tokens": plan.prompt_tokens,
+        "completion_tokens": plan.completion_tokens,
+        "total_tokens": plan.prompt_tokens + plan.completion_tokens,
+        "prompt_tokens_details": {"cached_tokens": plan.cached_tokens},
+        "completion_tokens_details": {"reasoning_tokens": plan.reasoning_tokens},
+    }
+
+
+def timings(plan: Plan) -> dict[str, Any]:
+    """llama.cpp's `timings` object, for profiles that imitate llama-server."""
+    predicted_ms = plan.completion_tokens * plan.token_interval_s * 1000
+    return {
+        "cache_n": plan.cached_tokens,
+        "prompt_n": plan.prompt_tokens - plan.cached_tokens,
+        "prompt_ms": plan.ttft_s * 1000,
+        "predicted_n": plan.completion_tokens,
+        "predicted_ms": predicted_ms,
+        "predicted_per_second": (
+            plan.completion_tokens / predicted_ms * 1000 if predicted_ms > 0 else 0.0
+        ),
+    }
+
+
+class Rendering:
+    """Bodies and stream events of one successful generation in OpenAI shape."""
+
+    __slots__ = ("_created", "_id", "_model", "_plan", "_timings")
+
+    def __init__(
+        self, ident: str, created: int, model: str, plan: Plan, *, llamacpp_timings: bool
+    ) -> None:
+        self._id = ident
+        self._created = created
+        self._model = model
+        self._plan = plan
+        self._timings = llamacpp_timings
+
+    def completion(self) -> bytes:
+        plan = self._plan
+        message: dict[str, Any] = {"role": "assistant", "content": plan.content}
+        if plan.reasoning:
+            message["reasoning"] = plan.reasoning
+        body: dict[str, Any] = {
+            "id": self._id,
+            "object": "chat.completion",
+            "created": self._created,
+            "model": self._model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": message,
+                    "logprobs": None,
+                    "finish_reason": plan.finish_reason,
+                }
+            ],
+            "usage": usage(plan),
+        }
+        if self._timings:
+            body["timings"] = timings(plan)
+        return _encode(body)
+
+    def chunk(self, delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
+        """One SSE event carrying a delta."""
+        return self._event(
+            {
+                "id": self._id,
+                "object": "chat.completion.chunk",
+                "created": self._created,
+                "model": self._model,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
+            }
+        )
+
+    def usage_chunk(self) -> bytes:
+        """The last data event: empty `choices` and the usage, as with `include_usage`."""
+        body: dict[str, Any] = {
+            "id": self._id,
+            "object": "chat.completion.chunk",
+            "created": self._created,
+            "model": self._model,
+            "choices": [],
+            "usage": usage(self._plan),
+        }
+        if self._timings:
+            body["timings"] = timings(self._plan)
+        return self._event(body)
+
+    @staticmethod
+    def _event(body: dict[str, Any]) -> bytes:
+        return b"data: " + _encode(body) + b"\n\n"

@@ -1,0 +1,29 @@
+"""Why routing could not produce a plan: unknown model, nothing left after filters, bad prefs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class RoutingError(Exception):
+    status = 503
+    code = "no_endpoint_available"
+
+    def __init__(self, message: str, *, metadata: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.metadata = metadata or {}
+
+
+class UnknownModel(RoutingError):
+    status = 404
+    code = "model_not_found"
+
+
+class NoEndpoint(RoutingError):
+    """Every endpoint of the model is disabled, filtered out or unavailable."""
+
+
+class ConflictingPreferences(RoutingError):
+    status = 400
+    code = "bad_request"
