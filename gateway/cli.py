@@ -8,6 +8,8 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
+import providers.simulator.cli as simulator_cli
+
 Command = Callable[[argparse.Namespace], int]
 
 
@@ -80,14 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     migrate.add_argument("--database-url", default=None, help="default: DATABASE_URL")
     migrate.set_defaults(func=_migrate)
 
-    try:
-        from providers.simulator import cli as simulator_cli
-    except ImportError:
-        pass
-    else:
-        simulate = sub.add_parser("simulate", help="run a fleet of simulated providers")
-        simulator_cli.add_arguments(simulate)
-        simulate.set_defaults(func=simulator_cli.run)
+    simulate = sub.add_parser("simulate", help="run a fleet of simulated providers")
+    simulator_cli.add_arguments(simulate)
+    simulate.set_defaults(func=simulator_cli.run)
     return parser
 
 

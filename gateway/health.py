@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 from litestar import Response, get
+from litestar.di import NamedDependency
 from redis.exceptions import RedisError
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
@@ -20,7 +21,7 @@ def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-async def _check_db(resources: Resources) -> str:
+async def _check_db(resources: NamedDependency[Resources]) -> str:
     try:
         async with asyncio.timeout(READY_TIMEOUT_S), resources.engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
@@ -29,7 +30,7 @@ async def _check_db(resources: Resources) -> str:
     return "ok"
 
 
-async def _check_redis(resources: Resources) -> str:
+async def _check_redis(resources: NamedDependency[Resources]) -> str:
     if resources.redis is None:
         return "in-process"
     try:
@@ -41,7 +42,7 @@ async def _check_redis(resources: Resources) -> str:
 
 
 @get("/ready")
-async def ready(resources: Resources) -> Response[dict[str, Any]]:
+async def ready(resources: NamedDependency[Resources]) -> Response[dict[str, Any]]:
     db, redis = await asyncio.gather(_check_db(resources), _check_redis(resources))
     ok = db == "ok" and redis in ("ok", "in-process")
     return Response(

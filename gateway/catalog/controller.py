@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import get
+from litestar.di import NamedDependency
+from litestar.params import FromPath
 
 from gateway.catalog.views import ARCHITECTURE, endpoint_entry, model_entry
 from gateway.errors import NotFound
@@ -12,13 +14,15 @@ from gateway.resources import Resources
 
 
 @get(["/v1/models", "/api/v1/models"], sync_to_thread=False)
-def list_models(resources: Resources) -> dict[str, Any]:
+def list_models(resources: NamedDependency[Resources]) -> dict[str, Any]:
     catalog = resources.catalog
     return {"data": [model_entry(catalog, m) for m in catalog.models.values()]}
 
 
 @get("/api/v1/models/{author:str}/{slug:str}/endpoints", sync_to_thread=False)
-def list_endpoints(author: str, slug: str, resources: Resources) -> dict[str, Any]:
+def list_endpoints(
+    author: FromPath[str], slug: FromPath[str], resources: NamedDependency[Resources]
+) -> dict[str, Any]:
     catalog = resources.catalog
     model_id = f"{author}/{slug}"
     model = catalog.models.get(model_id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Request, Response, post
+from litestar.di import NamedDependency
 from litestar.response import Stream
 
 from gateway.chat.request import decode_chat_request
@@ -25,7 +26,7 @@ def caller_of(request: Request[Any, Any, Any]) -> Caller:
 
 @post(CHAT_PATHS, status_code=200)
 async def chat_completions(
-    request: Request[Any, Any, Any], resources: Resources
+    request: Request[Any, Any, Any], resources: NamedDependency[Resources]
 ) -> Response[bytes] | Stream:
     explain = request.headers.get("x-route-explain", "") in ("1", "true")
     chat_request = decode_chat_request(await request.body(), explain_header=explain)

@@ -29,8 +29,10 @@ def json_number(value: Decimal) -> msgspec.Raw:
 
 
 def _numbers(tree: dict[str, Any]) -> dict[str, Any]:
-    return {k: json_number(v) if isinstance(v, Decimal) else
-            _numbers(v) if isinstance(v, dict) else v for k, v in tree.items()}
+    return {
+        k: json_number(v) if isinstance(v, Decimal) else _numbers(v) if isinstance(v, dict) else v
+        for k, v in tree.items()
+    }
 
 
 def usage_body(usage: Usage, cost: Cost) -> dict[str, Any]:

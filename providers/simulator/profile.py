@@ -88,7 +88,7 @@ def profile_to_dict(profile: Profile, *, redact: bool = False) -> dict[str, Any]
 
 
 def parse_profile(data: Mapping[str, Any]) -> Profile:
-    """Validate builtins (from TOML or JSON) into a profile; raise `ProfileError` with the reason."""
+    """Validate builtins (from TOML or JSON) into a profile, or raise `ProfileError` saying why."""
     try:
         return msgspec.convert(dict(data), Profile)
     except msgspec.ValidationError as exc:

@@ -17,7 +17,7 @@ import msgspec
 
 from providers.simulator import wire
 from providers.simulator.cache import PromptCache
-from providers.simulator.outcome import OK, Plan, draw, plan
+from providers.simulator.outcome import Plan, draw, plan
 from providers.simulator.profile import Profile, apply_changes
 from providers.simulator.protocol import Exchange, Request
 from providers.simulator.stats import ProviderStats
@@ -25,11 +25,11 @@ from providers.simulator.tokens import count_tokens, deltas
 
 Work = Coroutine[Any, Any, None] | None
 
-_HTTP_FAILURES = {
-    "http_500": (500, "internal server error (simulated)", "server_error", None),
-    "http_502": (502, "bad gateway (simulated)", "server_error", None),
-    "http_503": (503, "service overloaded (simulated)", "server_error", "overloaded"),
-    "http_429": (429, "rate limit reached (simulated)", "rate_limit_error", "rate_limit_exceeded"),
+_HTTP_FAILURES: dict[str, tuple[int, str, str | None]] = {
+    "http_500": (500, "internal server error (simulated)", None),
+    "http_502": (502, "bad gateway (simulated)", None),
+    "http_503": (503, "service overloaded (simulated)", "overloaded"),
+    "http_429": (429, "rate limit reached (simulated)", "rate_limit_exceeded"),
 }
 _NOT_JSON = b"<html><body><h1>502 Bad Gateway</h1>upstream sent garbage</body></html>"
 _MIN_SLEEP_S = 0.0005  # below this, pacing a chunk is not worth a timer
@@ -72,32 +72,19 @@ class SimulatedProvider:
 
     def chat(self, request: Request, exchange: Exchange) -> Work:
         """Answer one chat completion: refuse, fail as drawn, or generate."""
-        profile = self.profile
         self.stats.requests += 1
-        if self._refused(request, exchange, count=True):
+        admitted = self._admit(request, exchange)
+        if admitted is None:
             return None
-        try:
-            chat = wire.decode_chat_request(request.body)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            return self._error(exchange, "bad_request", 400, f"invalid request body: {exc}")
-        if profile.strict_models and chat.model not in profile.models:
-            message = f"the model `{chat.model}` does not exist (simulated provider {self.name})"
-            return self._error(exchange, "model_not_found", 404, message, code="model_not_found")
-        text = chat.prompt_text()
-        prompt_tokens = count_tokens(text)
-        if prompt_tokens > profile.context_length:
-            message = (
-                f"prompt is {prompt_tokens} tokens; this endpoint's maximum context length "
-                f"is {profile.context_length} tokens"
-            )
-            code = "context_length_exceeded"
-            return self._error(exchange, code, 400, message, code=code)
+        chat, text, prompt_tokens = admitted
+        profile = self.profile
         if chat.stream:
             self.stats.streamed += 1
         drawn = draw(profile, self._rng)
         self.stats.count(drawn.outcome)
         if drawn.outcome in _HTTP_FAILURES:
-            return self._http_failure(exchange, drawn.outcome)
+            self._http_failure(exchange, drawn.outcome)
+            return None
         if drawn.outcome == "reset":
             exchange.reset()
             return None
@@ -112,7 +99,9 @@ class SimulatedProvider:
             block_tokens=profile.cache_block_tokens,
         )
         budget = chat.token_budget()
-        planned = plan(profile, drawn, prompt_tokens=prompt_tokens, cached_tokens=cached, budget=budget)
+        planned = plan(
+            profile, drawn, prompt_tokens=prompt_tokens, cached_tokens=cached, budget=budget
+        )
         rendering = wire.Rendering(
             f"chatcmpl-{self.name}-{next(self._ids)}",
             int(time.time()),
@@ -125,6 +114,34 @@ class SimulatedProvider:
         return self._complete(exchange, planned, rendering)
 
     # refusals and failures
+
+    def _admit(
+        self, request: Request, exchange: Exchange
+    ) -> tuple[wire.ChatRequest, str, int] | None:
+        """The request, its prompt text and tokens; or None once refused as a provider would."""
+        profile = self.profile
+        if self._refused(request, exchange, count=True):
+            return None
+        try:
+            chat = wire.decode_chat_request(request.body)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            self._error(exchange, "bad_request", 400, f"invalid request body: {exc}")
+            return None
+        if profile.strict_models and chat.model not in profile.models:
+            message = f"the model `{chat.model}` does not exist (simulated provider {self.name})"
+            self._error(exchange, "model_not_found", 404, message, code="model_not_found")
+            return None
+        text = chat.prompt_text()
+        prompt_tokens = count_tokens(text)
+        if prompt_tokens > profile.context_length:
+            message = (
+                f"prompt is {prompt_tokens} tokens; this endpoint's maximum context length "
+                f"is {profile.context_length} tokens"
+            )
+            code = "context_length_exceeded"
+            self._error(exchange, code, 400, message, code=code)
+            return None
+        return chat, text, prompt_tokens
 
     def _refused(self, request: Request, exchange: Exchange, *, count: bool) -> bool:
         profile = self.profile
@@ -147,21 +164,15 @@ class SimulatedProvider:
         message: str,
         *,
         code: str | None = None,
-        headers: tuple[tuple[str, str], ...] = (),
     ) -> None:
         if outcome is not None:
             self.stats.count(outcome)
-        type_ = "invalid_request_error" if status < 500 else "server_error"
-        if status == 401:
-            type_ = "authentication_error"
-        exchange.respond(status, wire.error_body(message, type_, code), headers=headers)
+        wire.send_error(exchange, status, message, code=code)
 
     def _http_failure(self, exchange: Exchange, kind: str) -> None:
-        status, message, type_, code = _HTTP_FAILURES[kind]
-        headers: tuple[tuple[str, str], ...] = ()
-        if status == 429:
-            headers = (("retry-after", str(self.profile.retry_after_s)),)
-        exchange.respond(status, wire.error_body(message, type_, code), headers=headers)
+        status, message, code = _HTTP_FAILURES[kind]
+        headers = [("retry-after", str(self.profile.retry_after_s))] if status == 429 else []
+        wire.send_error(exchange, status, message, code=code, headers=headers)
 
     # answers
 
@@ -177,7 +188,9 @@ class SimulatedProvider:
         await asyncio.sleep(planned.duration_s)
         self._send_completion(exchange, planned, rendering)
 
-    def _send_completion(self, exchange: Exchange, planned: Plan, rendering: wire.Rendering) -> None:
+    def _send_completion(
+        self, exchange: Exchange, planned: Plan, rendering: wire.Rendering
+    ) -> None:
         if planned.outcome == "invalid_json":
             exchange.respond(200, _NOT_JSON)
             return

@@ -5,11 +5,13 @@ Decoding of client bodies and encoding of completions, stream chunks and errors;
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Annotated, Any
 
 import msgspec
 
 from providers.simulator.outcome import Plan
+from providers.simulator.protocol import Exchange
 
 _encode = msgspec.json.Encoder().encode
 DONE_EVENT = b"data: [DONE]\n\n"
@@ -55,6 +57,32 @@ decode_chat_request = msgspec.json.Decoder(ChatRequest).decode
 def error_body(message: str, type_: str, code: str | None) -> bytes:
     """An OpenAI error body: `{"error": {"message", "type", "param", "code"}}`."""
     return _encode({"error": {"message": message, "type": type_, "param": None, "code": code}})
+
+
+def send_error(
+    exchange: Exchange,
+    status: int,
+    message: str,
+    *,
+    code: str | None = None,
+    headers: Iterable[tuple[str, str]] = (),
+) -> None:
+    """Answer with an OpenAI error; its `type` follows the status as OpenAI's does."""
+    if status == 401:
+        type_ = "authentication_error"
+    elif status == 429:
+        type_ = "rate_limit_error"
+    elif status >= 500:
+        type_ = "server_error"
+    else:
+        type_ = "invalid_request_error"
+    exchange.respond(status, error_body(message, type_, code), headers=headers)
+
+
+def send_not_allowed(exchange: Exchange, allow: str) -> None:
+    send_error(
+        exchange, 405, "method not allowed", code="method_not_allowed", headers=[("allow", allow)]
+    )
 
 
 def json_body(value: Any) -> bytes:

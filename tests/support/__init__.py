@@ -1,0 +1,1 @@
+"""Test support: servers and data the suites share."""

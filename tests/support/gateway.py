@@ -1,0 +1,101 @@
+"""Run a real gateway (uvicorn + the app factory) inside the test's event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import uvicorn
+from litestar import Litestar
+
+from gateway.app import create_app
+from gateway.resources import Resources
+from gateway.settings import Settings
+
+START_DEADLINE_S = 15.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@dataclass
+class RunningGateway:
+    url: str  # http://127.0.0.1:PORT
+    app: Litestar
+    settings: Settings
+
+    @property
+    def v1(self) -> str:
+        return f"{self.url}/v1"
+
+    @property
+    def resources(self) -> Resources:
+        resources: Resources = self.app.state.resources
+        return resources
+
+
+@asynccontextmanager
+async def run_gateway(settings: Settings) -> AsyncIterator[RunningGateway]:
+    port = free_port()
+    settings.server.port = port
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", access_log=False
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    deadline = time.monotonic() + START_DEADLINE_S
+    while not server.started:
+        if task.done():
+            task.result()  # raises the startup error
+            raise RuntimeError("gateway exited during startup")
+        if time.monotonic() > deadline:
+            raise TimeoutError("gateway did not start in time")
+        await asyncio.sleep(0.01)
+    try:
+        yield RunningGateway(f"http://127.0.0.1:{port}", app, settings)
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, timeout=15)
+
+
+def write_catalog(
+    path: Path,
+    endpoints: dict[str, str],
+    *,
+    model: str = "openai/gpt-oss-20b",
+    exacto: str | None = None,
+    extra: str = "",
+) -> Path:
+    """A catalog TOML for one model; `endpoints` maps provider -> base_url.
+
+    Prices rise with position so tests know the cheapest: the first is cheapest.
+    """
+    lines = [f'[models."{model}"]', 'name = "Test model"', "context_length = 131072"]
+    if exacto:
+        lines.append(f'exacto = "{exacto}"')
+    for i, (provider, base_url) in enumerate(endpoints.items()):
+        lines += [
+            "",
+            "[[endpoints]]",
+            f'model = "{model}"',
+            f'provider = "{provider}"',
+            f'base_url = "{base_url}"',
+            'upstream_model = "gpt-oss-20b"',
+            "context_length = 131072",
+            'quantization = "mxfp4"',
+            'supported_parameters = ["max_tokens", "temperature", "tools", "reasoning"]',
+            f'price = {{ prompt = "0.0{i + 1}", completion = "0.{i + 1}", '
+            f'cache_read = "0.00{i + 1}" }}',
+        ]
+    path.write_text("\n".join(lines) + "\n" + extra)
+    return path
