@@ -64,6 +64,7 @@ src_dir="$(find "${work_dir}" -mindepth 3 -maxdepth 3 -type d -path '*/vendor/ll
 
 build_dir="${work_dir}/build"
 log "configuring ${src_dir}"
+# No web UI: the prebuilt one would be fetched from a hub at build time, and tests don't need it.
 cmake -S "${src_dir}" -B "${build_dir}" \
     -DCMAKE_BUILD_TYPE=Release \
     -DBUILD_SHARED_LIBS=OFF \
@@ -71,6 +72,8 @@ cmake -S "${src_dir}" -B "${build_dir}" \
     -DGGML_CCACHE=OFF \
     -DLLAMA_CURL=OFF \
     -DLLAMA_OPENSSL=OFF \
+    -DLLAMA_BUILD_UI=OFF \
+    -DLLAMA_USE_PREBUILT_UI=OFF \
     -DLLAMA_BUILD_TESTS=OFF \
     -DLLAMA_BUILD_EXAMPLES=OFF \
     -DLLAMA_BUILD_SERVER=ON \
