@@ -13,7 +13,12 @@ from litestar.di import Provide
 from gateway.catalog.controller import list_endpoints, list_models
 from gateway.chat.controller import chat_completions
 from gateway.errors import handle_exception
+from gateway.generations.controller import get_generation
 from gateway.health import health, ready
+from gateway.keys.admin import KeysAdminController
+from gateway.keys.controller import get_current_key
+from gateway.keys.guard import provide_api_key
+from gateway.ledger.controller import ledger_status, metrics
 from gateway.resources import Resources, open_resources
 from gateway.settings import Settings
 
@@ -33,9 +38,23 @@ def create_app(settings: Settings | None = None) -> Litestar:
             yield
 
     return Litestar(
-        route_handlers=[chat_completions, list_models, list_endpoints, health, ready],
+        route_handlers=[
+            chat_completions,
+            list_models,
+            list_endpoints,
+            health,
+            ready,
+            get_generation,
+            ledger_status,
+            metrics,
+            get_current_key,
+            KeysAdminController,
+        ],
         lifespan=[lifespan],
-        dependencies={"resources": Provide(_resources, sync_to_thread=False)},
+        dependencies={
+            "resources": Provide(_resources, sync_to_thread=False),
+            "api_key": Provide(provide_api_key, sync_to_thread=False),
+        },
         exception_handlers={Exception: handle_exception},
         request_max_body_size=settings.server.max_body_bytes,
         openapi_config=None,

@@ -1,4 +1,4 @@
-"""The `gateway` command: serve, migrate, simulate, demo."""
+"""The `gateway` command: serve, migrate, keys, simulate, demo."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
+import gateway.keys.commands as keys_commands
 import providers.simulator.cli as simulator_cli
 
 Command = Callable[[argparse.Namespace], int]
@@ -81,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     migrate = sub.add_parser("migrate", help="apply database migrations (Alembic) to head")
     migrate.add_argument("--database-url", default=None, help="default: DATABASE_URL")
     migrate.set_defaults(func=_migrate)
+
+    keys = sub.add_parser("keys", help="create, list, disable and delete API keys")
+    keys_commands.add_subcommands(keys)
 
     simulate = sub.add_parser("simulate", help="run a fleet of simulated providers")
     simulator_cli.add_arguments(simulate)

@@ -15,14 +15,17 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from gateway.chat.service import ChatService
-from gateway.ledger.events import LedgerSink
-from gateway.ledger.queue import InProcessLedger
+from gateway.keys.keyring import Keyring, open_keyring
+from gateway.ledger.lifecycle import Ledger, open_ledger
 from gateway.settings import Settings
 from providers.catalog import Catalog, load_catalog
+from providers.llamacpp import LlamaCppProvider
+from providers.llamacpp_health import LlamaCppMonitor
 from providers.openai_compatible import OpenAICompatibleProvider
 from providers.provider import Provider, Timeouts
 from routing.executor import Executor
 from routing.planner import Planner
+from routing.runtime import Routing, RoutingConfig, open_routing
 
 UPSTREAM_POOL_SIZE = 1000  # open upstream connections across all providers
 UPSTREAM_POOL_PER_HOST = 0  # 0: bounded only by the pool
@@ -39,11 +42,18 @@ class Resources:
     chat: ChatService
     engine: AsyncEngine
     redis: Redis | None
-    ledger: LedgerSink
+    ledger: Ledger
+    keys: Keyring
+    routing: Routing | None = None
+    llamacpp: LlamaCppMonitor | None = None
 
     def endpoint_stats(self) -> dict[str, dict[str, Any]]:
-        """Live figures per endpoint id for the endpoints listing (filled by routing stats)."""
-        return {}
+        """Live figures per endpoint id for the endpoints listing (from the routing snapshot)."""
+        stats = {} if self.routing is None else self.routing.live.endpoint_stats()
+        if self.llamacpp is not None:
+            for endpoint_id, server in self.llamacpp.states().items():
+                stats.setdefault(endpoint_id, {})["llamacpp"] = server
+        return stats
 
 
 def make_engine(settings: Settings) -> AsyncEngine:
@@ -85,17 +95,44 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
         if settings.redis.redis_url:
             redis = Redis.from_url(settings.redis.redis_url)
             stack.push_async_callback(redis.aclose)
-        ledger = InProcessLedger()
+        ledger = await stack.enter_async_context(open_ledger(settings, engine, redis))
+        keyring = await stack.enter_async_context(open_keyring(settings, engine, redis))
         providers: dict[str, Provider] = {"openai": OpenAICompatibleProvider(http)}
-        providers["llamacpp"] = providers["openai"]
-        planner = Planner(catalog)
-        executor = Executor(
-            providers,
-            catalog.secret_for,
-            timeouts_of(settings),
-            max_attempts=settings.routing.max_attempts,
+        providers["llamacpp"] = LlamaCppProvider(http)
+        llamacpp = LlamaCppMonitor(
+            http,
+            [
+                (ep, catalog.secret_for(ep))
+                for ep in catalog.endpoints
+                if ep.kind == "llamacpp" and catalog.status[ep.id].enabled
+            ],
         )
-        chat = ChatService(planner, executor, ledger)
+        await llamacpp.start()
+        stack.push_async_callback(llamacpp.aclose)
+        routing = await stack.enter_async_context(
+            open_routing(
+                RoutingConfig.from_mapping(settings.routing.model_dump()),
+                catalog,
+                providers,
+                redis,
+                settings.redis.redis_prefix,
+            )
+        )
+        planner, executor = routing.planner, routing.executor
+        planner.availability = llamacpp.unavailable  # spill-over: busy or loading servers yield
+        chat = ChatService(planner, executor, ledger, keyring.limiter)
         yield Resources(
-            settings, catalog, http, providers, planner, executor, chat, engine, redis, ledger
+            settings,
+            catalog,
+            http,
+            providers,
+            planner,
+            executor,
+            chat,
+            engine,
+            redis,
+            ledger,
+            keyring,
+            routing,
+            llamacpp,
         )

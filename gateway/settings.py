@@ -74,7 +74,23 @@ class RoutingSettings(BaseSettings):
     retries_per_endpoint: int = Field(default=1, ge=0)
     backoff_base_s: float = Field(default=0.05, ge=0)
     backoff_max_s: float = Field(default=2.0, ge=0)
-    stats_refresh_s: float = Field(default=1.0, gt=0)
+    generation_timeout_s: float = Field(default=900.0, gt=0)  # no retry or wait runs past it
+    stats_refresh_s: float = Field(default=1.0, gt=0)  # the router's local snapshot
+    stats_flush_s: float = Field(default=0.2, gt=0)  # batched stats writes to Redis
+    stats_buckets: int = Field(default=15, ge=2)  # time buckets per stats window
+    stats_settle_s: float = Field(default=2.0, ge=0)  # a closed bucket is re-read this long
+    uptime_windows_s: tuple[float, ...] = (30, 300, 1800, 86_400, 2_592_000)
+    outage_window_s: float = Field(default=30.0, gt=0)  # balanced drops recent outages
+    latency_window_s: float = Field(default=1800.0, gt=0)  # TTFT/latency/throughput percentiles
+    min_samples: int = Field(default=5, ge=1)  # fewer -> the catalog's advertised figures
+    explore_share: float = Field(default=0.05, ge=0, le=1)  # first try for a fresh endpoint
+    outage_uptime: float = Field(default=0.7, ge=0, le=1)  # below it in the outage window
+    outage_min_requests: int = Field(default=3, ge=1)
+    breaker_failures: int = Field(default=5, ge=1)  # consecutive failures that open it
+    breaker_cooldown_s: float = Field(default=5.0, gt=0)  # doubles per failed probe
+    breaker_max_cooldown_s: float = Field(default=60.0, gt=0)
+    affinity_entries: int = Field(default=100_000, ge=1)  # conversations remembered per replica
+    affinity_yield: float = Field(default=0.25, gt=0, le=1)  # warm cache leads unless 1/x worse
 
 
 class LedgerSettings(BaseSettings):
@@ -83,6 +99,17 @@ class LedgerSettings(BaseSettings):
     batch_size: int = Field(default=500, ge=1)
     flush_interval_s: float = Field(default=0.2, gt=0)
     retention_days: int = Field(default=90, ge=1)
+    claim_idle_s: float = Field(default=30.0, gt=0)  # a writer silent this long is taken over
+    drain_timeout_s: float = Field(default=10.0, ge=0)  # shutdown waits this long to drain
+
+
+class KeysSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GATEWAY_KEYS_")
+
+    refresh_interval_s: float = Field(default=0.25, gt=0)  # key cache reload: revocation latency
+    full_reload_s: float = Field(default=60.0, gt=0)  # key cache rebuilt from scratch
+    # A dead request's spend hold expires after this; keep it above the generation timeout.
+    hold_ttl_s: float = Field(default=960.0, gt=0)
 
 
 class Settings:
@@ -96,6 +123,7 @@ class Settings:
         redis: RedisSettings | None = None,
         routing: RoutingSettings | None = None,
         ledger: LedgerSettings | None = None,
+        keys: KeysSettings | None = None,
     ) -> None:
         self.server = server or ServerSettings()
         self.catalog = catalog or CatalogSettings()
@@ -103,3 +131,4 @@ class Settings:
         self.redis = redis or RedisSettings()
         self.routing = routing or RoutingSettings()
         self.ledger = ledger or LedgerSettings()
+        self.keys = keys or KeysSettings()

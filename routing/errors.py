@@ -1,4 +1,11 @@
-"""Why routing could not produce a plan: unknown model, nothing left after filters, bad prefs."""
+"""Why routing could not produce a plan: unknown model, nothing left after filters, bad prefs.
+
+RoutingError                 503
+├── UnknownModel             404
+├── NoEndpoint               503  every endpoint disabled or unavailable
+│   └── NoMatchingEndpoint   404  the request's own preferences removed every endpoint
+└── ConflictingPreferences   400
+"""
 
 from __future__ import annotations
 
@@ -27,3 +34,10 @@ class NoEndpoint(RoutingError):
 class ConflictingPreferences(RoutingError):
     status = 400
     code = "bad_request"
+
+
+class NoMatchingEndpoint(NoEndpoint):
+    """The client's own preferences (or an exacto pin) left no endpoint that could serve."""
+
+    status = 404
+    code = "no_endpoint_matches"

@@ -1,20 +1,29 @@
 """The executor: runs a plan's attempts, retrying and falling back on upstream failures.
 
-Owns no routing decisions; the plan says which endpoints, in which order.
+Owns no routing decisions: the plan says which endpoints in which order; the breaker gate says
+which may be called now. One tenacity policy per endpoint, one attempt budget per generation.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
+
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_random_exponential
 
 from providers.catalog import Endpoint, Secret
-from providers.errors import UpstreamError, UpstreamUnavailable
+from providers.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from providers.provider import Chunk, Completion, Provider, Timeouts, UpstreamCall
+from providers.usage import Usage
+from routing.affinity import AffinityMemory
+from routing.breaker import Phase
 from routing.planner import Plan
+
+_T = TypeVar("_T")
 
 
 @dataclass(slots=True)
@@ -26,10 +35,22 @@ class Attempt:
     started_at: datetime
     latency_s: float = 0.0
     ttft_s: float | None = None
-    outcome: str = "ok"  # "ok" or the error class's outcome
+    outcome: str = "ok"  # "ok", "error_finish", "cancelled" or the error class's outcome
     status: int | None = None
     error_class: str | None = None
     message: str | None = None
+    streamed: bool = False
+    completion_tokens: int | None = None
+    generation_s: float | None = None  # time spent generating output, for throughput
+    retry_after_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Skip:
+    """An endpoint of the plan that was not called, and why."""
+
+    endpoint_id: str
+    reason: str
 
 
 class AttemptObserver(Protocol):
@@ -38,13 +59,32 @@ class AttemptObserver(Protocol):
     def observe(self, attempt: Attempt, error: UpstreamError | None) -> None: ...
 
 
+class EndpointGate(Protocol):
+    """The breakers as the executor asks them: may this endpoint be called now?"""
+
+    def phase(self, endpoint_id: str, now: float) -> tuple[Phase, float]: ...
+
+    async def claim_probe(self, endpoint_id: str, now: float) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    retries_per_endpoint: int = 1  # extra tries of one endpoint while others remain
+    backoff_base_s: float = 0.05
+    backoff_max_s: float = 2.0
+    deadline_s: float = 900.0  # the whole generation: no attempt or wait runs past it
+
+
 class GenerationFailed(Exception):
     """Every allowed attempt failed; `last` is what the client is told."""
 
-    def __init__(self, last: UpstreamError, attempts: list[Attempt]) -> None:
+    def __init__(
+        self, last: UpstreamError, attempts: list[Attempt], skipped: list[Skip] | None = None
+    ) -> None:
         super().__init__(last.message)
         self.last = last
         self.attempts = attempts
+        self.skipped = skipped or []
 
 
 @dataclass(slots=True)
@@ -52,6 +92,7 @@ class Served:
     endpoint: Endpoint
     completion: Completion
     attempts: list[Attempt]
+    skipped: list[Skip] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -65,6 +106,20 @@ class OpenedStream:
     started: float  # monotonic start of the serving attempt
     ttft_s: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
+    skipped: list[Skip] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _Run:
+    """One generation's progress through its plan."""
+
+    plan: Plan
+    deadline: float  # monotonic
+    budget: int
+    attempts: list[Attempt] = field(default_factory=list)
+    skipped: list[Skip] = field(default_factory=list)
+    started_wall: datetime = field(default_factory=lambda: datetime.now(UTC))
+    started: float = 0.0
 
 
 class Executor:
@@ -75,96 +130,282 @@ class Executor:
         timeouts: Timeouts,
         max_attempts: int = 6,
         observer: AttemptObserver | None = None,
+        *,
+        retry: RetryPolicy | None = None,
+        gate: EndpointGate | None = None,
+        affinity: AffinityMemory | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._providers = providers
         self._secret_for = secret_for
         self._timeouts = timeouts
         self._max_attempts = max_attempts
         self._observer = observer
+        self._retry = retry or RetryPolicy()
+        self._gate = gate
+        self._affinity = affinity
+        self._sleep = sleep
+        self._clock = clock
+        self._inflight: dict[str, int] = {}
 
-    def _call(self, endpoint: Endpoint, body: dict[str, Any]) -> UpstreamCall:
-        return UpstreamCall(
+    # -- public surface
+
+    async def complete(self, plan: Plan, body: dict[str, Any]) -> Served:
+        async def once(endpoint: Endpoint, call: UpstreamCall) -> Completion:
+            return await self._providers[endpoint.kind].complete(call)
+
+        endpoint, completion, run = await self._run(plan, body, once)
+        self._release(endpoint)
+        attempt = self._attempt(endpoint, run.started_wall, run.started, completion.ttft_s)
+        usage = completion.usage
+        attempt.completion_tokens = usage.completion_tokens
+        attempt.generation_s = completion.generation_s or attempt.latency_s
+        if _error_finish(completion.body):
+            attempt.outcome = "error_finish"
+        self._finish(run.attempts, attempt, None)
+        self._remember(plan, endpoint, usage)
+        return Served(endpoint, completion, run.attempts, run.skipped)
+
+    async def open_stream(self, plan: Plan, body: dict[str, Any]) -> OpenedStream:
+        async def once(endpoint: Endpoint, call: UpstreamCall) -> tuple[Chunk, Any]:
+            stream = self._providers[endpoint.kind].stream(call)
+            try:
+                async with asyncio.timeout(call.timeouts.first_token):
+                    first = await anext(stream)
+            except StopAsyncIteration:
+                raise UpstreamUnavailable(f"{endpoint.provider}: empty stream") from None
+            except TimeoutError as exc:
+                await stream.aclose()  # type: ignore[attr-defined]
+                raise UpstreamTimeout(f"{endpoint.provider}: no first token in time") from exc
+            except BaseException:
+                await stream.aclose()  # type: ignore[attr-defined]
+                raise
+            return first, stream
+
+        endpoint, (first, stream), run = await self._run(plan, body, once)
+        ttft = time.monotonic() - run.started
+        extra = {"started_wall": run.started_wall, "plan": plan}
+        return OpenedStream(
+            endpoint, first, stream, run.attempts, run.started, ttft, extra, run.skipped
+        )
+
+    def finish_stream(
+        self,
+        opened: OpenedStream,
+        error: UpstreamError | None,
+        *,
+        usage: Usage | None = None,
+        finish_reason: str | None = None,
+        cancelled: bool = False,
+    ) -> None:
+        """Record the serving attempt once its stream has ended (well or not)."""
+        if opened.extra.get("finished"):
+            return
+        opened.extra["finished"] = True
+        self._release(opened.endpoint)
+        attempt = self._attempt(
+            opened.endpoint, opened.extra["started_wall"], opened.started, opened.ttft_s
+        )
+        attempt.streamed = True
+        if usage is not None:
+            attempt.completion_tokens = usage.completion_tokens
+            attempt.generation_s = max(attempt.latency_s - opened.ttft_s, 0.0)
+        if error is None and cancelled:
+            attempt.outcome = "cancelled"
+        elif error is None and finish_reason == "error":
+            attempt.outcome = "error_finish"
+        self._finish(opened.attempts, attempt, error)
+        plan = opened.extra.get("plan")
+        if error is None and not cancelled and usage is not None and isinstance(plan, Plan):
+            self._remember(plan, opened.endpoint, usage)
+
+    # -- the loop over the plan
+
+    async def _run(
+        self,
+        plan: Plan,
+        body: dict[str, Any],
+        once: Callable[[Endpoint, UpstreamCall], Awaitable[_T]],
+    ) -> tuple[Endpoint, _T, _Run]:
+        run = _Run(plan, time.monotonic() + self._retry.deadline_s, self._max_attempts)
+        last: UpstreamError = UpstreamUnavailable("no endpoint was tried")
+        endpoints = plan.endpoints
+        for i, endpoint in enumerate(endpoints):
+            if run.budget <= 0:
+                break
+            final = i == len(endpoints) - 1
+            try:
+                if not await self._admit(endpoint, final, run):
+                    continue
+                result = await self._try_endpoint(endpoint, body, final, run, once)
+            except UpstreamError as exc:
+                last = exc
+                if not exc.fallback:
+                    break
+                continue
+            return endpoint, result, run
+        if last.message == "no endpoint was tried" and run.skipped:
+            last = UpstreamUnavailable(
+                "every endpoint is out of rotation: " + "; ".join(s.reason for s in run.skipped)
+            )
+        raise GenerationFailed(last, run.attempts, run.skipped)
+
+    async def _admit(self, endpoint: Endpoint, final: bool, run: _Run) -> bool:
+        """Whether to call the endpoint now; waits only when it is the last one allowed."""
+        delay = max(self._retry.backoff_base_s, 0.01)
+        while True:
+            reason = self._closed_reason(endpoint)
+            if reason is None:
+                return True
+            gate = self._gate
+            phase, until = gate.phase(endpoint.id, self._clock()) if gate else ("closed", 0.0)
+            if phase == "half_open" and gate is not None:
+                if await gate.claim_probe(endpoint.id, self._clock()):
+                    return True
+                reason = "half-open: another request holds the probe"
+            if not final:
+                run.skipped.append(Skip(endpoint.id, f"{endpoint.provider}: {reason}"))
+                return False
+            wait = until - self._clock() if phase == "open" else delay
+            delay = min(delay * 2, max(self._retry.backoff_max_s, delay))
+            if time.monotonic() + wait > run.deadline:
+                raise UpstreamUnavailable(
+                    f"{endpoint.provider}: {reason}", retry_after=max(wait, 0.0)
+                )
+            await self._sleep(max(wait, 0.0))
+
+    def _closed_reason(self, endpoint: Endpoint) -> str | None:
+        gate = self._gate
+        if gate is not None:
+            phase, until = gate.phase(endpoint.id, self._clock())
+            if phase == "open":
+                return f"out of rotation for {max(until - self._clock(), 0):.1f}s"
+            if phase == "half_open":
+                return "half-open"
+        slots = endpoint.max_concurrency
+        busy = self._inflight.get(endpoint.id, 0)
+        if slots is not None and endpoint.spill_over and busy >= slots:
+            return "every slot is busy"
+        return None
+
+    async def _try_endpoint(
+        self,
+        endpoint: Endpoint,
+        body: dict[str, Any],
+        final: bool,
+        run: _Run,
+        once: Callable[[Endpoint, UpstreamCall], Awaitable[_T]],
+    ) -> _T:
+        """One endpoint under its tenacity policy: retry transient failures, then give up."""
+        policy = self._retry
+        limit = run.budget if final else min(1 + policy.retries_per_endpoint, run.budget)
+        backoff = wait_random_exponential(
+            multiplier=policy.backoff_base_s, max=policy.backoff_max_s
+        )
+
+        def retryable(exc: BaseException) -> bool:
+            if not isinstance(exc, UpstreamError) or not exc.retryable:
+                return False
+            # A Retry-After sends the request elsewhere at once, unless nowhere else is allowed.
+            return exc.retry_after is None or final
+
+        def wait(state: RetryCallState) -> float:
+            outcome = state.outcome
+            exc = outcome.exception() if outcome is not None else None
+            if isinstance(exc, UpstreamError) and exc.retry_after is not None:
+                return exc.retry_after
+            return float(backoff(state))
+
+        def stop(state: RetryCallState) -> bool:
+            if state.attempt_number >= limit or run.budget <= 0:
+                return True
+            return time.monotonic() + state.upcoming_sleep >= run.deadline
+
+        retrying = AsyncRetrying(
+            retry=retry_if_exception(retryable),
+            wait=wait,
+            stop=stop,
+            sleep=self._sleep,
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                return await self._call_once(endpoint, body, run, once)
+        raise AssertionError("tenacity ended without an outcome")  # pragma: no cover
+
+    async def _call_once(
+        self,
+        endpoint: Endpoint,
+        body: dict[str, Any],
+        run: _Run,
+        once: Callable[[Endpoint, UpstreamCall], Awaitable[_T]],
+    ) -> _T:
+        remaining = run.deadline - time.monotonic()
+        if remaining <= 0:
+            raise UpstreamTimeout(f"{endpoint.provider}: the generation ran out of time")
+        t = self._timeouts
+        timeouts = Timeouts(t.connect, min(t.first_token, remaining), min(t.total, remaining))
+        call = UpstreamCall(
             endpoint,
             {**body, "model": endpoint.upstream_model},
             self._secret_for(endpoint),
-            self._timeouts,
+            timeouts,
         )
+        run.budget -= 1
+        run.started_wall, run.started = datetime.now(UTC), time.monotonic()
+        self._inflight[endpoint.id] = self._inflight.get(endpoint.id, 0) + 1
+        try:
+            return await once(endpoint, call)
+        except UpstreamError as exc:
+            self._release(endpoint)
+            self._finish(
+                run.attempts, self._attempt(endpoint, run.started_wall, run.started, None), exc
+            )
+            raise
+        except BaseException:
+            self._release(endpoint)
+            raise
 
-    def _order(self, plan: Plan) -> tuple[Endpoint, ...]:
-        endpoints = plan.endpoints if plan.allow_fallbacks else plan.endpoints[:1]
-        return endpoints[: self._max_attempts]
+    # -- bookkeeping
 
-    def _record(
-        self,
-        attempts: list[Attempt],
-        endpoint: Endpoint,
-        started_wall: datetime,
-        started: float,
-        ttft: float | None,
-        error: UpstreamError | None,
-    ) -> None:
-        attempt = Attempt(
+    def _attempt(
+        self, endpoint: Endpoint, started_wall: datetime, started: float, ttft: float | None
+    ) -> Attempt:
+        return Attempt(
             endpoint.id, endpoint.provider, started_wall, time.monotonic() - started, ttft
         )
+
+    def _finish(
+        self, attempts: list[Attempt], attempt: Attempt, error: UpstreamError | None
+    ) -> None:
         if error is not None:
             attempt.outcome = error.outcome
             attempt.status = error.status
             attempt.error_class = type(error).__name__
             attempt.message = error.message
+            attempt.retry_after_s = error.retry_after
         attempts.append(attempt)
         if self._observer is not None:
             self._observer.observe(attempt, error)
 
-    async def complete(self, plan: Plan, body: dict[str, Any]) -> Served:
-        attempts: list[Attempt] = []
-        last: UpstreamError = UpstreamUnavailable("no endpoint was tried")
-        for endpoint in self._order(plan):
-            provider = self._providers[endpoint.kind]
-            started_wall, started = datetime.now(UTC), time.monotonic()
-            try:
-                completion = await provider.complete(self._call(endpoint, body))
-            except UpstreamError as exc:
-                self._record(attempts, endpoint, started_wall, started, None, exc)
-                last = exc
-                if not exc.fallback:
-                    break
-                continue
-            self._record(attempts, endpoint, started_wall, started, completion.ttft_s, None)
-            return Served(endpoint, completion, attempts)
-        raise GenerationFailed(last, attempts)
+    def _release(self, endpoint: Endpoint) -> None:
+        count = self._inflight.get(endpoint.id, 0) - 1
+        if count > 0:
+            self._inflight[endpoint.id] = count
+        else:
+            self._inflight.pop(endpoint.id, None)
 
-    async def open_stream(self, plan: Plan, body: dict[str, Any]) -> OpenedStream:
-        attempts: list[Attempt] = []
-        last: UpstreamError = UpstreamUnavailable("no endpoint was tried")
-        for endpoint in self._order(plan):
-            provider = self._providers[endpoint.kind]
-            started_wall, started = datetime.now(UTC), time.monotonic()
-            stream = provider.stream(self._call(endpoint, body))
-            try:
-                first = await anext(stream)
-            except StopAsyncIteration:
-                last = UpstreamUnavailable(f"{endpoint.provider}: empty stream")
-                self._record(attempts, endpoint, started_wall, started, None, last)
-                continue
-            except UpstreamError as exc:
-                self._record(attempts, endpoint, started_wall, started, None, exc)
-                last = exc
-                if not exc.fallback:
-                    break
-                continue
-            ttft = time.monotonic() - started
-            return OpenedStream(
-                endpoint, first, stream, attempts, started, ttft, {"started_wall": started_wall}
-            )
-        raise GenerationFailed(last, attempts)
+    def _remember(self, plan: Plan, endpoint: Endpoint, usage: Usage) -> None:
+        key = plan.request.affinity_key
+        if self._affinity is None or key is None:
+            return
+        prompt = usage.prompt_tokens or plan.request.prompt_tokens
+        self._affinity.remember(key, endpoint.id, prompt, self._clock(), endpoint.cache_ttl_s)
 
-    def finish_stream(self, opened: OpenedStream, error: UpstreamError | None) -> None:
-        """Record the serving attempt once its stream has ended (well or not)."""
-        self._record(
-            opened.attempts,
-            opened.endpoint,
-            opened.extra["started_wall"],
-            opened.started,
-            opened.ttft_s,
-            error,
-        )
+
+def _error_finish(body: dict[str, Any]) -> bool:
+    choices = body.get("choices")
+    if not isinstance(choices, list):
+        return False
+    return any(isinstance(c, dict) and c.get("finish_reason") == "error" for c in choices)

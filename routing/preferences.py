@@ -70,6 +70,7 @@ class RouteRequest:
     stream: bool = False
     affinity_key: str | None = None  # conversation identity for cache stickiness
     explain: bool = False
+    mode_from_suffix: bool = False  # the client named the mode (`:nitro`), not a default
 
 
 def split_mode(model: str) -> tuple[str, Mode | None]:

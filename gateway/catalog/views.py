@@ -95,7 +95,10 @@ def endpoint_entry(
         "status": 0 if status.enabled else -1,
         "enabled": status.enabled,
         "disabled_reason": status.reason or None,
+        "uptime_last_5m": stats.get("uptime_last_5m"),
         "uptime_last_30m": stats.get("uptime_last_30m"),
+        "uptime_last_1d": stats.get("uptime_last_1d"),
         "latency_last_30m": stats.get("latency_last_30m"),
         "throughput_last_30m": stats.get("throughput_last_30m"),
+        "stats": stats or None,
     }

@@ -5,6 +5,7 @@ Unknown fields stay in `ChatRequest.upstream_body` and reach the upstream untouc
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,6 +46,7 @@ ROUTED_PARAMETERS = frozenset(
     }
 )
 CHARS_PER_TOKEN = 4  # rough prompt-size estimate for price limits, before the upstream counts
+OPENING_MESSAGES = 2  # system + first user message identify a conversation for cache affinity
 
 
 class _Message(msgspec.Struct):
@@ -112,16 +114,26 @@ def decode_chat_request(
     route = RouteRequest(
         model=model,
         mode=mode,
+        mode_from_suffix=suffix_mode is not None,
         preferences=prefs,
         fallback_models=tuple(m for m in fallback_models if m != model),
         parameters=frozenset(k for k in body if k in ROUTED_PARAMETERS),
         prompt_tokens=_estimate_prompt_tokens(raw),
         max_tokens=known.max_completion_tokens or known.max_tokens,
         stream=known.stream,
-        affinity_key=known.session_id or known.prompt_cache_key,
+        affinity_key=known.session_id or known.prompt_cache_key or _opening_key(body),
         explain=explain_header or bool(debug.get("route")),
     )
     return ChatRequest(route, upstream_body, requested)
+
+
+def _opening_key(body: dict[str, Any]) -> str | None:
+    """A conversation's identity without a session id: a hash of its opening messages."""
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        return None
+    digest = hashlib.blake2b(msgspec.json.encode(messages[:OPENING_MESSAGES]), digest_size=16)
+    return "open:" + digest.hexdigest()
 
 
 def _estimate_prompt_tokens(raw: bytes) -> int:

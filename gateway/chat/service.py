@@ -5,9 +5,10 @@ Framework-free: the controller hands it a decoded request and sends back what it
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -24,9 +25,12 @@ from gateway.chat.relay import (
     usage_body,
 )
 from gateway.chat.request import ChatRequest
+from gateway.keys.limiter import Hold, Limiter
+from gateway.keys.record import ANONYMOUS, ApiKey
+from gateway.keys.worst_case import worst_case_of
 from gateway.ledger.events import GenerationEvent, LedgerSink
 from providers.errors import MidStreamError, UpstreamError
-from providers.pricing import cost_of
+from providers.pricing import ZERO, cost_of
 from providers.usage import Usage
 from routing.executor import Executor, GenerationFailed, OpenedStream
 from routing.planner import Plan, Planner
@@ -41,6 +45,7 @@ class Caller:
     api_key_id: str | None = None
     app_referer: str | None = None
     app_title: str | None = None
+    key: ApiKey = ANONYMOUS  # its limits and routing defaults
 
 
 @dataclass(slots=True)
@@ -56,10 +61,38 @@ class StreamAnswer:
 
 
 class ChatService:
-    def __init__(self, planner: Planner, executor: Executor, ledger: LedgerSink) -> None:
+    def __init__(
+        self,
+        planner: Planner,
+        executor: Executor,
+        ledger: LedgerSink,
+        limiter: Limiter | None = None,
+    ) -> None:
         self._planner = planner
         self._executor = executor
         self._ledger = ledger
+        self._limiter = limiter
+
+    async def _admit(self, caller: Caller, plan: Plan) -> Hold:
+        """The key's rate limits and a hold of the request's worst-case cost (429 / 402)."""
+        if self._limiter is None or not caller.key.limited:
+            return Hold(caller.key, "", 0)
+        return await self._limiter.admit(caller.key, worst_case_of(plan))
+
+    async def _release(self, hold: Hold) -> None:
+        if self._limiter is not None:
+            await self._limiter.settle(hold, ZERO, 0)
+
+    async def _end(self, event: GenerationEvent, hold: Hold) -> None:
+        """The generation's one ledger event, and its key's spend settled with the real cost.
+
+        Two Redis calls, run side by side: the ledger sink exposes no pipeline to share.
+        """
+        if self._limiter is None:
+            await self._ledger.emit(event)
+            return
+        settle = self._limiter.settle(hold, event.cost.total, event.usage.total_tokens)
+        await asyncio.gather(self._ledger.emit(event), settle)
 
     def _event(
         self, gen_id: str, request: ChatRequest, plan: Plan, caller: Caller, streamed: bool
@@ -86,24 +119,28 @@ class ChatService:
         }
 
     async def _record_failure(
-        self, event: GenerationEvent, failed: GenerationFailed, started: float
+        self, event: GenerationEvent, failed: GenerationFailed, started: float, hold: Hold
     ) -> None:
         event.status = "error"
         event.http_status = failed.last.http_status
         event.error_message = failed.last.message
         event.attempts = failed.attempts
         event.latency_s = time.monotonic() - started
-        await self._ledger.emit(event)
+        await self._end(event, hold)
 
     async def complete(self, request: ChatRequest, caller: Caller) -> Answer:
         started = time.monotonic()
         gen_id = new_generation_id()
         plan = self._planner.plan(request.route)
+        hold = await self._admit(caller, plan)
         event = self._event(gen_id, request, plan, caller, streamed=False)
         try:
             served = await self._executor.complete(plan, request.upstream_body)
         except GenerationFailed as failed:
-            await self._record_failure(event, failed, started)
+            await self._record_failure(event, failed, started, hold)
+            raise
+        except BaseException:
+            await self._release(hold)  # cancelled (client gone) or a bug: free the hold
             raise
         completion, endpoint = served.completion, served.endpoint
         cost = cost_of(completion.usage, endpoint.price)
@@ -119,23 +156,28 @@ class ChatService:
         event.latency_s = time.monotonic() - started
         event.generation_s = completion.generation_s or completion.latency_s
         if request.route.explain:
-            payload["route"] = self._explain(plan, served.attempts)
-        await self._ledger.emit(event)
-        return Answer(encode(payload), self._headers(gen_id, plan, len(served.attempts)))
+            payload["route"] = self._explain(plan, served.attempts, served.skipped)
+        await self._end(event, hold)
+        headers = {**self._headers(gen_id, plan, len(served.attempts)), **hold.headers}
+        return Answer(encode(payload), headers)
 
     async def stream(self, request: ChatRequest, caller: Caller) -> StreamAnswer:
         """Opens the stream (falling back while nothing was sent), then relays it."""
         started = time.monotonic()
         gen_id = new_generation_id()
         plan = self._planner.plan(request.route)
+        hold = await self._admit(caller, plan)
         event = self._event(gen_id, request, plan, caller, streamed=True)
         try:
             opened = await self._executor.open_stream(plan, request.upstream_body)
         except GenerationFailed as failed:
-            await self._record_failure(event, failed, started)
+            await self._record_failure(event, failed, started, hold)
             raise
-        headers = self._headers(gen_id, plan, len(opened.attempts) + 1)
-        return StreamAnswer(self._relay(opened, request, plan, event, started), headers)
+        except BaseException:
+            await self._release(hold)
+            raise
+        headers = {**self._headers(gen_id, plan, len(opened.attempts) + 1), **hold.headers}
+        return StreamAnswer(self._relay(opened, request, plan, event, started, hold), headers)
 
     async def _relay(
         self,
@@ -144,6 +186,7 @@ class ChatService:
         plan: Plan,
         event: GenerationEvent,
         started: float,
+        hold: Hold,
     ) -> AsyncIterator[bytes]:
         endpoint, model, gen_id = opened.endpoint, request.route.model, event.id
         event.provider, event.endpoint_id = endpoint.provider, endpoint.id
@@ -160,12 +203,14 @@ class ChatService:
                 if chunk.usage is not None:
                     usage = chunk.usage
                     self._close_event(event, opened, usage, native, started)
-                    self._executor.finish_stream(opened, None)
+                    self._executor.finish_stream(
+                        opened, None, usage=usage, finish_reason=event.finish_reason
+                    )
                     event.attempts = opened.attempts
                     chunk.data["usage"] = usage_body(usage, event.cost)
                     if request.route.explain:
-                        chunk.data["route"] = self._explain(plan, opened.attempts)
-                    await self._ledger.emit(event)
+                        chunk.data["route"] = self._explain(plan, opened.attempts, opened.skipped)
+                    await self._end(event, hold)
                     finished = True
                     yield sse(chunk.data)
                 else:
@@ -178,9 +223,11 @@ class ChatService:
                 # The upstream never sent usage: close the generation with what we know.
                 usage = Usage()
                 self._close_event(event, opened, usage, native, started)
-                self._executor.finish_stream(opened, None)
+                self._executor.finish_stream(
+                    opened, None, usage=usage, finish_reason=event.finish_reason
+                )
                 event.attempts = opened.attempts
-                await self._ledger.emit(event)
+                await self._end(event, hold)
                 finished = True
                 yield sse(
                     {
@@ -201,18 +248,18 @@ class ChatService:
             event.finish_reason = event.native_finish_reason = "error"
             event.attempts = opened.attempts
             event.latency_s = time.monotonic() - started
-            await self._ledger.emit(event)
+            await self._end(event, hold)
             finished = True
             yield error_chunk(gen_id, model, endpoint.provider, 502, exc.message)
         finally:
             if not finished:
                 # The client went away: stop the upstream and record a cancelled generation.
                 await opened.rest.aclose()  # type: ignore[attr-defined]
-                self._executor.finish_stream(opened, None)
+                self._executor.finish_stream(opened, None, cancelled=True)
                 event.status, event.cancelled = "cancelled", True
                 event.attempts = opened.attempts
                 event.latency_s = time.monotonic() - started
-                await self._ledger.emit(event)
+                await self._end(event, hold)
 
     def _close_event(
         self,
@@ -231,11 +278,12 @@ class ChatService:
         event.generation_s = now - opened.started - opened.ttft_s
 
     @staticmethod
-    def _explain(plan: Plan, attempts: list[Any]) -> dict[str, Any]:
+    def _explain(plan: Plan, attempts: list[Any], skipped: Sequence[Any] = ()) -> dict[str, Any]:
         return {
             "mode": plan.mode,
             **plan.explanation,
             "rejected": plan.rejected,
+            "skipped": {s.endpoint_id: s.reason for s in skipped},
             "attempts": [
                 {
                     "endpoint": a.endpoint_id,

@@ -6,16 +6,17 @@ Pure functions of a profile and a seeded random source; nothing here touches the
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from functools import lru_cache
 
-from providers.simulator.profile import Profile
+import msgspec
+
+from providers.simulator.profile import Failures, Profile
 from providers.simulator.tokens import filler, thoughts
 
 OK = "ok"
 
 
-@dataclass(frozen=True, slots=True)
-class Draw:
+class Draw(msgspec.Struct, frozen=True):
     """The random part of a request: outcome, time to first token, completion length wanted."""
 
     outcome: str  # "ok" or a failure kind of `Failures`
@@ -27,9 +28,7 @@ def draw(profile: Profile, rng: random.Random) -> Draw:
     """Always three draws per request, so a seed replays the same sequence of requests."""
     roll, ttft_roll, length_roll = rng.random(), rng.random(), rng.random()
     outcome = OK
-    threshold = 0.0
-    for kind, rate in profile.failures.rates().items():
-        threshold += rate
+    for kind, threshold in _thresholds(profile.failures):
         if roll < threshold:
             outcome = kind
             break
@@ -39,8 +38,19 @@ def draw(profile: Profile, rng: random.Random) -> Draw:
     return Draw(outcome=outcome, ttft_s=max(ttft_ms, 0.0) / 1000, wanted_tokens=max(wanted, 0))
 
 
-@dataclass(frozen=True, slots=True)
-class Plan:
+@lru_cache(maxsize=64)
+def _thresholds(failures: Failures) -> tuple[tuple[str, float], ...]:
+    """Cumulative rates of the failure kinds that can happen, in draw order."""
+    thresholds: list[tuple[str, float]] = []
+    total = 0.0
+    for kind, rate in failures.rates().items():
+        total += rate
+        if rate > 0:
+            thresholds.append((kind, total))
+    return tuple(thresholds)
+
+
+class Plan(msgspec.Struct, frozen=True):
     """Everything needed to answer one request that reaches the (simulated) model."""
 
     outcome: str

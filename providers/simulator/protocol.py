@@ -13,6 +13,7 @@ import struct
 from collections import deque
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 from http import HTTPStatus
 from typing import Any, cast
 
@@ -31,8 +32,12 @@ _LINGER_RESET = struct.pack("ii", 1, 0)  # close with RST instead of FIN
 class Request:
     method: str
     path: str
-    headers: dict[str, str]  # names lower-cased
+    raw_headers: dict[bytes, bytes]  # names lower-cased, values as sent
     body: bytes
+
+    def header(self, name: str) -> str | None:
+        value = self.raw_headers.get(name.encode("latin-1"))
+        return None if value is None else value.decode("latin-1")
 
 
 Handler = Callable[[Request, "Exchange"], Coroutine[Any, Any, None] | None]
@@ -47,6 +52,13 @@ def _status_line(status: int) -> bytes:
 
 
 _STATUS_LINES = {status.value: _status_line(status.value) for status in HTTPStatus}
+
+
+@lru_cache(maxsize=256)
+def _plain_head(status: int, content_type: str) -> bytes:
+    """The head of a keep-alive response without extra headers, up to the content length."""
+    status_line = _STATUS_LINES.get(status) or _status_line(status)
+    return status_line + f"content-type: {content_type}\r\ncontent-length: ".encode("latin-1")
 
 
 class Exchange:
@@ -79,7 +91,10 @@ class Exchange:
         truncate_at: int | None = None,
     ) -> None:
         """Send a whole response; with `truncate_at`, only that many body bytes, then close."""
-        head = self._head(status, content_type, headers, f"content-length: {len(body)}\r\n")
+        if headers or not self.keep_alive:
+            head = self._head(status, content_type, headers, f"content-length: {len(body)}\r\n")
+        else:
+            head = _plain_head(status, content_type) + b"%d\r\n\r\n" % len(body)
         if truncate_at is None:
             self._conn.write(head + body)
             self._finish()
@@ -154,7 +169,7 @@ class HttpConnection(asyncio.Protocol):
         self._hung = False
         self._drained: asyncio.Future[None] | None = None
         self._url = b""
-        self._headers: dict[str, str] = {}
+        self._headers: dict[bytes, bytes] = {}
         self._body: list[bytes] = []
         self._body_size = 0
         self.closing = False
@@ -204,7 +219,11 @@ class HttpConnection(asyncio.Protocol):
         self._url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+        self._headers[name.lower()] = value
+
+    def on_headers_complete(self) -> None:
+        if self._headers.get(b"expect", b"").lower() == b"100-continue" and not self._current:
+            self.write(b"HTTP/1.1 100 Continue\r\n\r\n")  # curl waits a second without it
 
     def on_body(self, body: bytes) -> None:
         self._body_size += len(body)

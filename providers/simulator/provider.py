@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import random
 import time
 from collections.abc import Coroutine, Mapping
@@ -22,6 +23,8 @@ from providers.simulator.profile import Profile, apply_changes
 from providers.simulator.protocol import Exchange, Request
 from providers.simulator.stats import ProviderStats
 from providers.simulator.tokens import count_tokens, deltas
+
+logger = logging.getLogger(__name__)
 
 Work = Coroutine[Any, Any, None] | None
 
@@ -52,6 +55,10 @@ class SimulatedProvider:
         if updated.seed != self.profile.seed:
             self._rng.seed(f"{self.name}:{updated.seed}")
         self.profile = updated
+        logger.info(
+            "simulated provider profile changed",
+            extra={"provider": self.name, "fields": sorted(changes)},
+        )
         return updated
 
     def reset(self) -> None:
@@ -149,7 +156,7 @@ class SimulatedProvider:
             self._error(exchange, "down" if count else None, 503, f"{self.name} is down")
             return True
         if profile.api_key is not None:
-            if request.headers.get("authorization") != f"Bearer {profile.api_key}":
+            if request.header("authorization") != f"Bearer {profile.api_key}":
                 message = "invalid or missing API key (simulated)"
                 outcome = "unauthorized" if count else None
                 self._error(exchange, outcome, 401, message, code="invalid_api_key")

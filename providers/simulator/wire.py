@@ -117,7 +117,7 @@ def timings(plan: Plan) -> dict[str, Any]:
 class Rendering:
     """Bodies and stream events of one successful generation in OpenAI shape."""
 
-    __slots__ = ("_created", "_id", "_model", "_plan", "_timings")
+    __slots__ = ("_chunk_head", "_created", "_id", "_model", "_plan", "_timings")
 
     def __init__(
         self, ident: str, created: int, model: str, plan: Plan, *, llamacpp_timings: bool
@@ -127,6 +127,7 @@ class Rendering:
         self._model = model
         self._plan = plan
         self._timings = llamacpp_timings
+        self._chunk_head = b""
 
     def completion(self) -> bytes:
         plan = self._plan
@@ -154,15 +155,12 @@ class Rendering:
 
     def chunk(self, delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
         """One SSE event carrying a delta."""
-        return self._event(
-            {
-                "id": self._id,
-                "object": "chat.completion.chunk",
-                "created": self._created,
-                "model": self._model,
-                "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
-            }
-        )
+        if not self._chunk_head:  # every chunk starts alike: encode that part once
+            head = {"id": self._id, "object": "chat.completion.chunk", "created": self._created}
+            self._chunk_head = self._event(head)[: -len(b"}\n\n")]
+            self._chunk_head += b',"model":' + _encode(self._model)
+        choices = [{"index": 0, "delta": delta, "finish_reason": finish_reason}]
+        return self._chunk_head + b',"choices":' + _encode(choices) + b"}\n\n"
 
     def usage_chunk(self) -> bytes:
         """The last data event: empty `choices` and the usage, as with `include_usage`."""

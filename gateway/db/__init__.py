@@ -1,0 +1,1 @@
+"""The ledger's database schema (SQLAlchemy models) and its exact, portable column types."""

@@ -1,0 +1,24 @@
+"""`GET /api/v1/key`: the caller's own key, its limit, usage and rate limit (OpenRouter's shape).
+
+A key sees only itself; other keys are the admin API's (`gateway.keys.admin`).
+"""
+
+from __future__ import annotations
+
+from litestar import Response, get
+from litestar.di import NamedDependency
+
+from gateway.chat.relay import encode
+from gateway.keys.record import ApiKey
+from gateway.keys.views import current_key
+from gateway.resources import Resources
+
+KEY_PATHS = ["/api/v1/key", "/v1/key"]
+
+
+@get(KEY_PATHS)
+async def get_current_key(
+    api_key: NamedDependency[ApiKey], resources: NamedDependency[Resources]
+) -> Response[bytes]:
+    usage = await resources.keys.limiter.usage(api_key)
+    return Response(encode(current_key(api_key, usage)), media_type="application/json")

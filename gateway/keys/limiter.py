@@ -1,0 +1,108 @@
+"""The limiter's contract: admit a request against its key's limits, settle it when it ends.
+
+Two implementations share it: `RedisLimiter` (replicas) and `InProcessLimiter` (embedded).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Protocol
+
+from gateway.errors import GatewayError, PaymentRequired, RateLimited
+from gateway.keys.pico import from_pico
+from gateway.keys.record import ApiKey
+
+WINDOW_S = 60.0  # rate limits are per minute
+HOLD_TTL_S = 960.0  # a hold left by a crashed request is released after this long
+
+
+class LimiterUnavailable(GatewayError):
+    """The shared limit state (Redis) did not answer: refuse rather than run unmetered."""
+
+    status = 503
+    code = "limiter_unavailable"
+
+
+@dataclass(slots=True)
+class Hold:
+    """What `admit` reserved for one request; `settle` consumes it exactly once."""
+
+    key: ApiKey
+    id: str  # "" when nothing was reserved
+    amount: int  # pico-USD reserved against the key's limit
+    headers: dict[str, str] = field(default_factory=dict)  # X-RateLimit-* for the response
+    settled: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class KeyUsage:
+    """Settled spend (pico-USD) per counter, plus what in-flight requests hold."""
+
+    total: int = 0
+    daily: int = 0
+    weekly: int = 0
+    monthly: int = 0
+    held: int = 0
+
+    def of(self, reset: str) -> int:
+        counts = {"daily": self.daily, "weekly": self.weekly, "monthly": self.monthly}
+        return counts.get(reset, self.total)
+
+
+class Limiter(Protocol):
+    async def admit(self, key: ApiKey, worst_case: Decimal) -> Hold:
+        """Check rate limits and reserve `worst_case` USD; raises `RateLimited` (429) or
+        `PaymentRequired` (402) and reserves nothing when refused."""
+        ...
+
+    async def settle(self, hold: Hold, cost: Decimal, tokens: int) -> None:
+        """Release the hold, add the real cost and tokens; a second call does nothing."""
+        ...
+
+    async def usage(self, key: ApiKey) -> KeyUsage: ...
+
+
+def rate_headers(limit: int, remaining: int, reset_ms: int) -> dict[str, str]:
+    """OpenRouter's rate-limit headers; the reset is a unix time in milliseconds."""
+    return {
+        "X-RateLimit-Limit": str(limit),
+        "X-RateLimit-Remaining": str(max(remaining, 0)),
+        "X-RateLimit-Reset": str(reset_ms),
+    }
+
+
+def rate_limited(kind: str, limit: int, retry_after_us: int, now_us: int) -> RateLimited:
+    """The 429 for a request- or token-rate limit, with the wait rounded up to whole seconds."""
+    retry_s = max(math.ceil(retry_after_us / 1_000_000), 1)
+    unit = "requests" if kind == "requests" else "tokens"
+    headers = {
+        "Retry-After": str(retry_s),
+        **rate_headers(limit, 0, math.ceil((now_us + retry_after_us) / 1000)),
+    }
+    return RateLimited(
+        f"rate limit exceeded: {limit} {unit} per minute for this key; retry in {retry_s} s",
+        metadata={"limit": limit, "unit": f"{unit}/min", "retry_after_s": retry_s},
+        headers=headers,
+    )
+
+
+def spend_refused(key: ApiKey, used: int, held: int, amount: int) -> PaymentRequired:
+    """The 402 when a request's worst case does not fit in what is left of the key's limit."""
+    limit = key.limit if key.limit is not None else Decimal(0)
+    remaining = max(limit - from_pico(used), Decimal(0))
+    required = from_pico(amount)
+    period = "" if key.limit_reset == "none" else f" {key.limit_reset}"
+    return PaymentRequired(
+        f"this key's{period} spend limit is exhausted: the request may cost up to "
+        f"${required.normalize():f} and ${remaining.normalize():f} of ${limit.normalize():f} "
+        "is left (requests in flight hold part of it); lower max_tokens or raise the limit",
+        metadata={
+            "limit": str(limit),
+            "limit_remaining": str(remaining.normalize()),
+            "limit_reset": key.limit_reset,
+            "held": str(from_pico(held).normalize()),
+            "required": str(required.normalize()),
+        },
+    )

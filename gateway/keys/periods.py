@@ -1,0 +1,55 @@
+"""The UTC calendar periods a key's usage is counted in: day, ISO week (Monday on), month.
+
+Pure: each period has an id that names its counter, so counters reset by starting afresh.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from gateway.keys.record import LimitReset
+
+# How long a period's counter outlives the period: long enough to read it, short enough to go.
+KEEP_AFTER_S = {"daily": 2 * 86_400, "weekly": 8 * 86_400, "monthly": 32 * 86_400}
+
+
+@dataclass(frozen=True, slots=True)
+class Periods:
+    daily: str  # 2026-11-24
+    weekly: str  # 2026-W48
+    monthly: str  # 2026-11
+
+    def of(self, reset: LimitReset) -> str:
+        """The counter id a limit with this reset is checked against ("total" for none)."""
+        if reset == "daily":
+            return f"d:{self.daily}"
+        if reset == "weekly":
+            return f"w:{self.weekly}"
+        if reset == "monthly":
+            return f"m:{self.monthly}"
+        return "total"
+
+    def counters(self) -> tuple[str, str, str, str]:
+        """Every counter a settled cost is added to: total, day, week, month."""
+        return ("total", self.of("daily"), self.of("weekly"), self.of("monthly"))
+
+
+def periods_at(now: datetime) -> Periods:
+    utc = now.astimezone(UTC)
+    year, week, _ = utc.isocalendar()
+    return Periods(utc.strftime("%Y-%m-%d"), f"{year}-W{week:02d}", utc.strftime("%Y-%m"))
+
+
+def next_reset(reset: LimitReset, now: datetime) -> datetime | None:
+    """When a limit with this reset starts afresh; None for a limit that never resets."""
+    utc = now.astimezone(UTC)
+    day = utc.replace(hour=0, minute=0, second=0, microsecond=0)
+    if reset == "daily":
+        return day + timedelta(days=1)
+    if reset == "weekly":
+        return day + timedelta(days=7 - utc.weekday())
+    if reset == "monthly":
+        first = day.replace(day=1)
+        return (first + timedelta(days=32)).replace(day=1)
+    return None

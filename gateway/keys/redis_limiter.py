@@ -1,0 +1,239 @@
+"""The replicas' limiter: every key's rate and spend state in Redis, changed by Lua scripts.
+
+One script call admits a request (rate checks plus an atomic worst-case hold), one settles it.
+Money is integer pico-USD; Lua compares it in two parts, so no step goes through a float.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
+from redis.exceptions import RedisError
+
+from gateway.keys.limiter import (
+    HOLD_TTL_S,
+    Hold,
+    KeyUsage,
+    LimiterUnavailable,
+    rate_headers,
+    rate_limited,
+    spend_refused,
+)
+from gateway.keys.periods import KEEP_AFTER_S, periods_at
+from gateway.keys.pico import to_pico
+from gateway.keys.record import ApiKey
+
+log = logging.getLogger("gateway.keys.limiter")
+
+_LUA_PRELUDE = """
+local window = 60000000
+local function clock()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+local function int(x) return string.format('%.0f', x) end
+local function split(s)
+  local neg = string.sub(s, 1, 1) == '-'
+  if neg then s = string.sub(s, 2) end
+  local n = string.len(s)
+  local hi, lo = 0, tonumber(s)
+  if n > 9 then
+    hi, lo = tonumber(string.sub(s, 1, n - 9)), tonumber(string.sub(s, n - 8))
+  end
+  if neg then return -hi, -lo end
+  return hi, lo
+end
+"""
+
+# KEYS: request tat, token tat, spend counter, held total, holds hash, holds expiry zset
+# ARGV: rpm, tpm (0: none), limit pico ('': none), amount pico, hold id, hold ttl ms
+ADMIT = (
+    _LUA_PRELUDE
+    + """
+local now = clock()
+local expired = redis.call('ZRANGEBYSCORE', KEYS[6], '-inf', int(now), 'LIMIT', 0, 1000)
+for _, id in ipairs(expired) do
+  local amount = redis.call('HGET', KEYS[5], id)
+  if amount then
+    redis.call('DECRBY', KEYS[4], amount)
+    redis.call('HDEL', KEYS[5], id)
+  end
+  redis.call('ZREM', KEYS[6], id)
+end
+local rpm, tpm = tonumber(ARGV[1]), tonumber(ARGV[2])
+local request_tat, remaining, reset = nil, -1, 0
+if rpm > 0 then
+  local step = math.max(math.floor(window / rpm), 1)
+  local tat = math.max(tonumber(redis.call('GET', KEYS[1]) or now), now)
+  local retry = tat + step - window - now
+  if retry > 0 then return {'requests', int(retry), int(now)} end
+  request_tat = tat + step
+  remaining = math.floor((window - (request_tat - now)) / step)
+  reset = request_tat
+end
+if tpm > 0 then
+  local tat = math.max(tonumber(redis.call('GET', KEYS[2]) or now), now)
+  local retry = tat - window - now
+  if retry >= 0 then return {'tokens', int(math.max(retry, 1)), int(now)} end
+end
+if ARGV[3] ~= '' then
+  local used = redis.call('GET', KEYS[3]) or '0'
+  local held = redis.call('GET', KEYS[4]) or '0'
+  local h1, l1 = split(used)
+  local h2, l2 = split(held)
+  local h3, l3 = split(ARGV[4])
+  local h4, l4 = split(ARGV[3])
+  local hi, lo = h1 + h2 + h3 - h4, l1 + l2 + l3 - l4
+  local carry = math.floor(lo / 1e9)
+  hi, lo = hi + carry, lo - carry * 1e9
+  if hi > 0 or (hi == 0 and lo > 0) then return {'spend', used, held} end
+  local ttl = tonumber(ARGV[6])
+  redis.call('HSET', KEYS[5], ARGV[5], ARGV[4])
+  redis.call('ZADD', KEYS[6], int(now + ttl * 1000), ARGV[5])
+  redis.call('INCRBY', KEYS[4], ARGV[4])
+  for i = 4, 6 do redis.call('PEXPIRE', KEYS[i], ttl + 60000) end
+end
+if request_tat then
+  redis.call('SET', KEYS[1], int(request_tat), 'PX', math.ceil((request_tat - now) / 1000) + 1000)
+end
+return {'ok', int(remaining), int(reset)}
+"""
+)
+
+# KEYS: held total, holds hash, holds expiry zset, token tat, spend total, day, week, month
+# ARGV: hold id ('': none), cost pico, tokens, tpm (0: none), keep ms for day, week, month
+SETTLE = (
+    _LUA_PRELUDE
+    + """
+if ARGV[1] ~= '' then
+  local amount = redis.call('HGET', KEYS[2], ARGV[1])
+  if amount then
+    redis.call('DECRBY', KEYS[1], amount)
+    redis.call('HDEL', KEYS[2], ARGV[1])
+  end
+  redis.call('ZREM', KEYS[3], ARGV[1])
+end
+if ARGV[2] ~= '0' then
+  redis.call('INCRBY', KEYS[5], ARGV[2])
+  for i = 6, 8 do
+    redis.call('INCRBY', KEYS[i], ARGV[2])
+    redis.call('PEXPIRE', KEYS[i], ARGV[i - 1])
+  end
+end
+local tpm, tokens = tonumber(ARGV[4]), tonumber(ARGV[3])
+if tpm > 0 and tokens > 0 then
+  local now = clock()
+  local tat = math.max(tonumber(redis.call('GET', KEYS[4]) or now), now)
+  tat = tat + math.ceil(tokens * window / tpm)
+  redis.call('SET', KEYS[4], int(tat), 'PX', math.ceil((tat - now) / 1000) + 1000)
+end
+return 1
+"""
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _Keys:
+    """Every Redis key of one API key; the `{id}` hash tag keeps them in one cluster slot."""
+
+    base: str
+
+    def __call__(self, name: str) -> str:
+        return f"{self.base}{name}"
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class RedisLimiter:
+    def __init__(self, redis: Redis, prefix: str, hold_ttl_s: float = HOLD_TTL_S) -> None:
+        self._redis = redis
+        self._prefix = prefix
+        self._hold_ttl_ms = int(hold_ttl_s * 1000)
+        self._admit = redis.register_script(ADMIT)
+        self._settle = redis.register_script(SETTLE)
+
+    def _keys(self, key: ApiKey) -> _Keys:
+        return _Keys(f"{self._prefix}key:{{{key.id}}}:")
+
+    async def admit(self, key: ApiKey, worst_case: Decimal) -> Hold:
+        k = self._keys(key)
+        rate = key.rate_limit
+        rpm, tpm = rate.requests_per_minute or 0, rate.tokens_per_minute or 0
+        counter = periods_at(datetime.now(UTC)).of(key.limit_reset)
+        amount = to_pico(worst_case) if key.limit is not None else 0
+        hold_id = os.urandom(8).hex() if key.limit is not None else ""
+        limit = str(to_pico(key.limit)) if key.limit is not None else ""
+        try:
+            reply = await self._admit(
+                keys=[k("rpm"), k("tpm"), k(f"spend:{counter}"), k("held"), k("holds"), k("exp")],
+                args=[rpm, tpm, limit, amount, hold_id, self._hold_ttl_ms],
+            )
+        except RedisError as exc:
+            raise LimiterUnavailable("the limit store is unreachable; retry shortly") from exc
+        status, *rest = (_text(part) for part in reply)
+        if status == "requests":
+            raise rate_limited("requests", rpm, int(rest[0]), int(rest[1]))
+        if status == "tokens":
+            raise rate_limited("tokens", tpm, int(rest[0]), int(rest[1]))
+        if status == "spend":
+            raise spend_refused(key, int(rest[0]), int(rest[1]), amount)
+        headers = rate_headers(rpm, int(rest[0]), int(rest[1]) // 1000) if rpm else {}
+        return Hold(key, hold_id, amount, headers)
+
+    async def settle_into(self, pipe: Pipeline, hold: Hold, cost: Decimal, tokens: int) -> bool:
+        """Queue the settlement on someone else's pipeline (the ledger's end-of-request write).
+
+        Returns False, queueing nothing, when the hold was already settled.
+        """
+        if hold.settled:
+            return False
+        hold.settled = True
+        keys, args = self._settle_call(hold, cost, tokens)
+        await self._settle(keys=keys, args=args, client=pipe)  # queues; the pipeline runs it
+        return True
+
+    def _settle_call(self, hold: Hold, cost: Decimal, tokens: int) -> tuple[list[str], list[Any]]:
+        key = hold.key
+        k = self._keys(key)
+        periods = periods_at(datetime.now(UTC))
+        _, day, week, month = periods.counters()
+        keep = [int(KEEP_AFTER_S[p] * 1000) for p in ("daily", "weekly", "monthly")]
+        keys = [k("held"), k("holds"), k("exp"), k("tpm"), k("spend:total")]
+        keys += [k(f"spend:{day}"), k(f"spend:{week}"), k(f"spend:{month}")]
+        tpm = key.rate_limit.tokens_per_minute or 0
+        return keys, [hold.id, to_pico(cost), max(tokens, 0), tpm, *keep]
+
+    async def settle(self, hold: Hold, cost: Decimal, tokens: int) -> None:
+        if hold.settled:
+            return
+        hold.settled = True
+        try:
+            keys, args = self._settle_call(hold, cost, tokens)
+            await self._settle(keys=keys, args=args)
+        except RedisError:
+            # The answer is already out and the ledger has the cost; the hold expires by itself.
+            log.warning(
+                "settling a key's spend failed",
+                extra={"api_key_id": hold.key.id, "hold": hold.id},
+                exc_info=True,
+            )
+
+    async def usage(self, key: ApiKey) -> KeyUsage:
+        k = self._keys(key)
+        _, day, week, month = periods_at(datetime.now(UTC)).counters()
+        names = ("spend:total", f"spend:{day}", f"spend:{week}", f"spend:{month}", "held")
+        try:
+            values = await self._redis.mget([k(name) for name in names])
+        except RedisError as exc:
+            raise LimiterUnavailable("the limit store is unreachable; retry shortly") from exc
+        total, daily, weekly, monthly, held = (int(_text(v)) if v else 0 for v in values)
+        return KeyUsage(total, daily, weekly, monthly, max(held, 0))

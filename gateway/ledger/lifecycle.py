@@ -1,0 +1,110 @@
+"""The ledger as the app holds it: the queue the request path emits to (Redis stream, else
+in-process), the writer task and the table upkeep task; `open_ledger` is used by the lifespan.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gateway.ledger.events import GenerationEvent
+from gateway.ledger.metrics import LedgerStatus
+from gateway.ledger.migrate import upgrade_engine
+from gateway.ledger.queue import InProcessLedger
+from gateway.ledger.source import LedgerSource
+from gateway.ledger.store import LedgerStore
+from gateway.ledger.stream import RedisStreamLedger
+from gateway.ledger.upkeep import Upkeep, upkeep_for
+from gateway.ledger.writer import LedgerWriter
+from gateway.settings import Settings
+
+log = logging.getLogger("gateway.ledger")
+
+UPKEEP_INTERVAL_S = 3600.0  # partitions are made days ahead: hourly is plenty
+UPKEEP_RETRY_S = 60.0
+
+
+class Ledger:
+    """A `LedgerSink` for the chat service, plus the status of the queue behind it."""
+
+    def __init__(self, queue: InProcessLedger | RedisStreamLedger, writer: LedgerWriter) -> None:
+        self._queue = queue
+        self.writer = writer
+
+    @property
+    def source(self) -> LedgerSource:
+        return self._queue
+
+    async def emit(self, event: GenerationEvent) -> None:
+        await self._queue.emit(event)
+
+    async def status(self) -> LedgerStatus:
+        depth: int | None
+        try:
+            depth = await self._queue.depth()
+            age = await self._queue.oldest_age_s()
+        except (RedisError, OSError):
+            depth, age = None, None
+        return LedgerStatus(
+            source=self._queue.kind,
+            durable=self._queue.durable,
+            writer_running=self.writer.running,
+            queue_depth=depth,
+            lag_seconds=age or 0.0,
+            counters=self.writer.counters,
+        )
+
+
+async def _keep_up(upkeep: Upkeep, source: LedgerSource) -> None:
+    while True:
+        try:
+            await upkeep.maintain(datetime.now(UTC).date())
+            await source.tidy()
+            pause = UPKEEP_INTERVAL_S
+        except (SQLAlchemyError, RedisError, OSError, TimeoutError) as exc:
+            log.warning("ledger upkeep failed; will retry", extra={"error": type(exc).__name__})
+            pause = UPKEEP_RETRY_S
+        await asyncio.sleep(pause)
+
+
+@asynccontextmanager
+async def open_ledger(
+    settings: Settings, engine: AsyncEngine, redis: Redis | None
+) -> AsyncIterator[Ledger]:
+    config = settings.ledger
+    if engine.dialect.name == "sqlite":
+        # The embedded default keeps itself current; Postgres is migrated by `gateway migrate`.
+        await upgrade_engine(engine)
+    queue: InProcessLedger | RedisStreamLedger
+    if redis is None:
+        queue = InProcessLedger()
+    else:
+        queue = RedisStreamLedger(
+            redis, settings.redis.redis_prefix, claim_idle_s=config.claim_idle_s
+        )
+    upkeep = upkeep_for(engine, config.retention_days)
+    writer = LedgerWriter(
+        queue,
+        LedgerStore(engine, upkeep),
+        batch_size=config.batch_size,
+        flush_interval_s=config.flush_interval_s,
+        drain_timeout_s=config.drain_timeout_s,
+    )
+    upkeep_task = asyncio.create_task(_keep_up(upkeep, queue), name="ledger-upkeep")
+    writer.start()
+    try:
+        yield Ledger(queue, writer)
+    finally:
+        upkeep_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await upkeep_task
+        await writer.stop()

@@ -1,0 +1,176 @@
+"""The ledger writer: reads waiting events in batches, commits, then acks. Never drops, never
+acks uncommitted: transient failures retry with backoff; rows the database rejects are isolated
+by halving the batch and set aside as dead letters."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from redis.exceptions import RedisError
+from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
+
+from gateway.ledger.metrics import WriterCounters
+from gateway.ledger.rows import InvalidEvent, LedgerRows, rows_of
+from gateway.ledger.source import Entry, LedgerSource
+from gateway.ledger.store import LedgerStore
+
+log = logging.getLogger("gateway.ledger.writer")
+
+BACKOFF_MIN_S = 0.1
+BACKOFF_MAX_S = 5.0
+WRITE_TIMEOUT_S = 30.0  # a commit slower than this counts as failed (and is retried)
+STOP_GRACE_S = 5.0  # beyond the drain timeout, before the task is cancelled
+MAX_IDLE_WAIT_S = 1.0  # an idle writer looks up at least this often (so stop() is prompt)
+
+DATA_ERRORS = (IntegrityError, DataError)  # the database refuses these rows: retrying won't help
+TRANSIENT_ERRORS = (SQLAlchemyError, OSError, TimeoutError, RedisError)
+
+Pair = tuple[Entry, LedgerRows]
+
+
+class LedgerWriter:
+    def __init__(
+        self,
+        source: LedgerSource,
+        store: LedgerStore,
+        *,
+        batch_size: int,
+        flush_interval_s: float,
+        drain_timeout_s: float,
+    ) -> None:
+        self._source = source
+        self._store = store
+        self._batch_size = batch_size
+        self._flush_interval_s = flush_interval_s
+        self._drain_timeout_s = drain_timeout_s
+        self._stopping = asyncio.Event()
+        self._deadline = float("inf")
+        self._task: asyncio.Task[None] | None = None
+        self.counters = WriterCounters()
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="ledger-writer")
+        self._task.add_done_callback(_report_exit)
+
+    async def stop(self) -> None:
+        """Drain what can be written within the drain timeout, then end the task."""
+        if self._task is None:
+            return
+        self._deadline = time.monotonic() + self._drain_timeout_s
+        self._stopping.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), self._drain_timeout_s + STOP_GRACE_S)
+        except TimeoutError:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if not self._source.durable:
+            depth = await self._source.depth()
+            if depth:
+                log.error("ledger events lost at shutdown", extra={"events": depth})
+
+    async def _run(self) -> None:
+        delay = BACKOFF_MIN_S
+        while not self._stopping.is_set():
+            try:
+                await self._step(min(self._flush_interval_s, MAX_IDLE_WAIT_S))
+            except (RedisError, OSError, TimeoutError) as exc:
+                log.warning("ledger queue unreachable", extra={"error": type(exc).__name__})
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, BACKOFF_MAX_S)
+                continue
+            delay = BACKOFF_MIN_S
+        with contextlib.suppress(RedisError, OSError, TimeoutError):
+            while time.monotonic() < self._deadline and await self._step(0):
+                pass
+
+    async def _step(self, wait_s: float) -> bool:
+        """One batch: read, commit, ack. False when there was nothing to do or it gave up."""
+        batch = await self._source.read(self._batch_size, wait_s)
+        if not batch:
+            return False
+        pairs: list[Pair] = []
+        for entry in batch:
+            try:
+                pairs.append((entry, rows_of(entry.event)))
+            except InvalidEvent as exc:
+                await self._set_aside(entry, str(exc))
+        if not await self._write(pairs):
+            return False
+        return await self._ack([entry for entry, _ in pairs])
+
+    def _giving_up(self) -> bool:
+        # A durable source keeps what we leave; the in-process queue is retried to the deadline.
+        return self._stopping.is_set() and (
+            self._source.durable or time.monotonic() >= self._deadline
+        )
+
+    async def _write(self, pairs: Sequence[Pair]) -> bool:
+        if not pairs:
+            return True
+        delay = BACKOFF_MIN_S
+        while True:
+            try:
+                async with asyncio.timeout(WRITE_TIMEOUT_S):
+                    inserted = await self._store.write([rows for _, rows in pairs])
+            except DATA_ERRORS as exc:
+                if len(pairs) == 1:
+                    await self._set_aside(pairs[0][0], f"{type(exc).__name__}: {exc.orig}")
+                    return True
+                half = len(pairs) // 2
+                return await self._write(pairs[:half]) and await self._write(pairs[half:])
+            except TRANSIENT_ERRORS as exc:
+                self.counters.write_errors_total += 1
+                log.warning(
+                    "ledger batch not committed; will retry",
+                    extra={"events": len(pairs), "error": type(exc).__name__, "retry_s": delay},
+                )
+                if self._giving_up():
+                    return False
+                with contextlib.suppress(RedisError, OSError):
+                    await self._source.keep([entry for entry, _ in pairs])
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, BACKOFF_MAX_S)
+                continue
+            self.counters.batches_total += 1
+            self.counters.written_total += inserted
+            self.counters.replayed_total += len(pairs) - inserted
+            self.counters.last_commit_at = datetime.now(UTC)
+            return True
+
+    async def _ack(self, entries: Sequence[Entry]) -> bool:
+        delay = BACKOFF_MIN_S
+        while True:
+            try:
+                await self._source.ack(entries)
+                return True
+            except (RedisError, OSError) as exc:
+                # Committed but not acked: redelivery is harmless (inserts are idempotent).
+                log.warning("ledger ack failed; will retry", extra={"error": type(exc).__name__})
+                if self._giving_up():
+                    return False
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, BACKOFF_MAX_S)
+
+    async def _set_aside(self, entry: Entry, reason: str) -> None:
+        try:
+            await self._source.dead_letter(entry, reason)
+        except (RedisError, OSError) as exc:
+            # Left pending: it comes back once the queue answers again.
+            log.warning("ledger dead letter failed", extra={"error": type(exc).__name__})
+            return
+        self.counters.dead_letters_total += 1
+
+
+def _report_exit(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("ledger writer stopped unexpectedly", exc_info=task.exception())

@@ -1,0 +1,252 @@
+"""Adapter for llama.cpp's `llama-server` (run with `--jinja`): gpt-oss reasoning, timings, errors.
+
+OpenAI-compatible underneath; a server's load and health are watched by `llamacpp_health`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing
+from typing import Any, cast
+
+import aiohttp
+
+from providers.errors import UpstreamError, UpstreamUnavailable
+from providers.openai_compatible import OpenAICompatibleProvider
+from providers.provider import Chunk, Completion, UpstreamCall
+from providers.usage import Usage, normalize_usage
+
+EFFORTS = frozenset({"low", "medium", "high"})
+# gpt-oss always reasons: the least it can be asked for is low.
+EFFORT_ALIASES = {"none": "low", "minimal": "low", "xhigh": "high"}
+# OpenRouter's reasoning fields: translated into chat_template_kwargs, never sent as such.
+REASONING_FIELDS = frozenset({"reasoning", "include_reasoning", "reasoning_effort"})
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ReasoningRequest:
+    """What the client asked of reasoning: the effort for gpt-oss and whether to show it."""
+
+    effort: str | None = None  # None: the server's default (medium for gpt-oss)
+    exclude: bool = False
+
+
+def normalize_effort(value: Any) -> str | None:
+    """An OpenRouter/OpenAI effort as gpt-oss understands it; None for what it doesn't."""
+    if not isinstance(value, str):
+        return None
+    effort = value.strip().lower()
+    effort = EFFORT_ALIASES.get(effort, effort)
+    return effort if effort in EFFORTS else None
+
+
+def reasoning_of(body: dict[str, Any]) -> ReasoningRequest:
+    """Read `reasoning: {effort, enabled, exclude}`, `reasoning_effort` and `include_reasoning`."""
+    effort: str | None = None
+    exclude = False
+    reasoning = body.get("reasoning")
+    if isinstance(reasoning, dict):
+        effort = normalize_effort(reasoning.get("effort"))
+        if effort is None and reasoning.get("enabled") is False:
+            effort = "low"
+        exclude = reasoning.get("exclude") is True
+    if effort is None:
+        effort = normalize_effort(body.get("reasoning_effort"))
+    if body.get("include_reasoning") is False:
+        exclude = True
+    return ReasoningRequest(effort, exclude)
+
+
+def translate_body(body: dict[str, Any]) -> dict[str, Any]:
+    """The body llama-server gets: effort in `chat_template_kwargs`, history reasoning renamed."""
+    wanted = reasoning_of(body)
+    out = {k: v for k, v in body.items() if k not in REASONING_FIELDS}
+    if wanted.effort is not None:
+        kwargs = body.get("chat_template_kwargs")
+        base = kwargs if isinstance(kwargs, dict) else {}
+        out["chat_template_kwargs"] = {**base, "reasoning_effort": wanted.effort}
+    messages = body.get("messages")
+    if isinstance(messages, list) and any(_has_history_reasoning(m) for m in messages):
+        out["messages"] = [
+            {**m, "reasoning_content": m["reasoning"]} if _has_history_reasoning(m) else m
+            for m in messages
+        ]
+    return out
+
+
+def _has_history_reasoning(message: Any) -> bool:
+    # llama.cpp renders an assistant turn's `reasoning_content` as gpt-oss's analysis channel.
+    return (
+        isinstance(message, dict)
+        and isinstance(message.get("reasoning"), str)
+        and "reasoning_content" not in message
+    )
+
+
+def rename_reasoning(part: dict[str, Any], exclude: bool) -> str:
+    """Turn llama.cpp's `reasoning_content` (message or delta) into OpenRouter's `reasoning`.
+
+    Returns the reasoning text found, also when `exclude` drops it from the answer.
+    """
+    text = part.pop("reasoning_content", None)
+    if not isinstance(text, str):
+        return ""
+    if not exclude:
+        part["reasoning"] = text
+    return text
+
+
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+def usage_with_timings(usage: Usage, timings: Any) -> Usage:
+    """Complete usage from llama.cpp's `timings`: cache hits (`cache_n`), prompt, predicted."""
+    if not isinstance(timings, dict):
+        return usage
+    cache_n = _count(timings.get("cache_n"))
+    prompt = max(usage.prompt_tokens, _count(timings.get("prompt_n")) + cache_n)
+    cached = min(usage.cached_tokens or cache_n, prompt)
+    completion = usage.completion_tokens or _count(timings.get("predicted_n"))
+    if (prompt, cached, completion) == (
+        usage.prompt_tokens,
+        usage.cached_tokens,
+        usage.completion_tokens,
+    ):
+        return usage
+    return dataclasses.replace(
+        usage, prompt_tokens=prompt, cached_tokens=cached, completion_tokens=completion
+    )
+
+
+def generation_seconds(timings: Any) -> float | None:
+    """Time spent generating output (`predicted_ms`), so tokens/s is `predicted_per_second`."""
+    if not isinstance(timings, dict):
+        return None
+    predicted_ms = timings.get("predicted_ms")
+    if isinstance(predicted_ms, int | float) and predicted_ms > 0:
+        return float(predicted_ms) / 1000
+    return None
+
+
+def estimate_reasoning_tokens(
+    completion_tokens: int, reasoning_chars: int, other_chars: int
+) -> int:
+    """llama.cpp doesn't count reasoning tokens: split completion tokens by text length."""
+    total = reasoning_chars + other_chars
+    if completion_tokens <= 0 or reasoning_chars <= 0 or total <= 0:
+        return 0
+    return max(1, round(completion_tokens * reasoning_chars / total))
+
+
+def with_reasoning_tokens(usage: Usage, counted: int) -> Usage:
+    """Usage carrying `counted` reasoning tokens unless the server reported its own."""
+    if usage.reasoning_tokens or counted <= 0:
+        return usage
+    counted = min(counted, usage.completion_tokens) if usage.completion_tokens else counted
+    return dataclasses.replace(usage, reasoning_tokens=counted)
+
+
+def classify(exc: UpstreamError) -> UpstreamError:
+    """llama-server's own meaning of a status: 503 is loading or no free slot, not a failure.
+
+    500 (e.g. the harmony parser: "model produced output that does not match the expected
+    format") stays a server error that falls back; 400 (`exceed_context_size_error`) stays the
+    client's fault.
+    """
+    if exc.status == 503 and not isinstance(exc, UpstreamUnavailable):
+        return UpstreamUnavailable(
+            exc.message, status=503, retry_after=exc.retry_after, body=exc.body
+        )
+    return exc
+
+
+def _choices(payload: dict[str, Any]) -> list[dict[str, Any]]:
+    choices = payload.get("choices")
+    if not isinstance(choices, list):
+        return []
+    return [c for c in choices if isinstance(c, dict)]
+
+
+def _other_chars(message: dict[str, Any]) -> int:
+    content = message.get("content")
+    size = len(content) if isinstance(content, str) else 0
+    calls = message.get("tool_calls")
+    if isinstance(calls, list):
+        for call in calls:
+            function = call.get("function") if isinstance(call, dict) else None
+            arguments = function.get("arguments") if isinstance(function, dict) else None
+            size += len(arguments) if isinstance(arguments, str) else 0
+    return size
+
+
+class LlamaCppProvider(OpenAICompatibleProvider):
+    """Speaks `llama-server`'s OpenAI-compatible chat completions, streaming and not."""
+
+    kind = "llamacpp"
+
+    def _headers(self, call: UpstreamCall) -> dict[str, str]:
+        headers = super()._headers(call)
+        if call.body.get("stream") is True:
+            # llama-server closes the connection after every stream while saying keep-alive;
+            # asking for close keeps the pool from reusing a socket that is about to die.
+            headers["Connection"] = "close"
+        return headers
+
+    def translate(self, call: UpstreamCall) -> dict[str, Any]:
+        return translate_body(call.body)
+
+    async def _raise_for_status(self, call: UpstreamCall, resp: aiohttp.ClientResponse) -> None:
+        try:
+            await super()._raise_for_status(call, resp)
+        except UpstreamError as exc:
+            mapped = classify(exc)
+            if mapped is exc:
+                raise
+            raise mapped from exc
+
+    def finish(
+        self, call: UpstreamCall, payload: dict[str, Any], ttft: float, latency: float
+    ) -> Completion:
+        exclude = reasoning_of(call.body).exclude
+        timings = payload.get("timings")
+        usage = usage_with_timings(normalize_usage(payload.get("usage")), timings)
+        reasoning_chars = other_chars = 0
+        for choice in _choices(payload):
+            message = choice.get("message")
+            if isinstance(message, dict):
+                reasoning_chars += len(rename_reasoning(message, exclude))
+                other_chars += _other_chars(message)
+        estimated = estimate_reasoning_tokens(usage.completion_tokens, reasoning_chars, other_chars)
+        usage = with_reasoning_tokens(usage, estimated)
+        generation = generation_seconds(timings)
+        if generation is not None:
+            # The headers come after the whole answer: the first token came `generation` earlier.
+            ttft = max(latency - generation, 0.0)
+        return Completion(payload, usage, ttft, latency, generation)
+
+    def parse_chunk(self, call: UpstreamCall, data: bytes) -> Chunk:
+        try:
+            return super().parse_chunk(call, data)
+        except UpstreamError as exc:
+            mapped = classify(exc)
+            if mapped is exc:
+                raise
+            raise mapped from exc
+
+    async def stream(self, call: UpstreamCall) -> AsyncIterator[Chunk]:
+        call = dataclasses.replace(call, body={**call.body, "stream": True})
+        exclude = reasoning_of(call.body).exclude
+        reasoning_chunks = 0  # llama.cpp streams about one chunk per generated token
+        upstream = cast(AsyncGenerator[Chunk, None], super().stream(call))
+        async with aclosing(upstream) as chunks:
+            async for chunk in chunks:
+                for choice in _choices(chunk.data):
+                    delta = choice.get("delta")
+                    if isinstance(delta, dict) and rename_reasoning(delta, exclude):
+                        reasoning_chunks += 1
+                if chunk.usage is not None:
+                    usage = usage_with_timings(chunk.usage, chunk.data.get("timings"))
+                    chunk.usage = with_reasoning_tokens(usage, reasoning_chunks)
+                yield chunk

@@ -1,0 +1,51 @@
+"""Cache affinity memory: which endpoint served a conversation last, while its cache is warm.
+
+In process, per replica (an LRU with TTL): a conversation whose requests land on different
+replicas may lose stickiness, which costs a cache miss, never a wrong answer.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Warm:
+    """A conversation's last serving endpoint and how much prompt it left in that cache."""
+
+    endpoint_id: str
+    prompt_tokens: int
+    expires_at: float  # unix seconds: the endpoint's cache TTL after it served
+
+
+class AffinityMemory:
+    """Bounded LRU of conversation key -> `Warm`; entries die with the cache they point at."""
+
+    def __init__(self, max_entries: int = 100_000) -> None:
+        self._max = max(max_entries, 1)
+        self._entries: OrderedDict[str, Warm] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def remember(
+        self, key: str, endpoint_id: str, prompt_tokens: int, now: float, ttl_s: float
+    ) -> None:
+        if ttl_s <= 0:
+            self._entries.pop(key, None)
+            return
+        entries = self._entries
+        entries[key] = Warm(endpoint_id, prompt_tokens, now + ttl_s)
+        entries.move_to_end(key)
+        while len(entries) > self._max:
+            entries.popitem(last=False)
+
+    def recall(self, key: str, now: float) -> Warm | None:
+        warm = self._entries.get(key)
+        if warm is None:
+            return None
+        if warm.expires_at <= now:
+            del self._entries[key]
+            return None
+        return warm

@@ -1,0 +1,197 @@
+"""Provider preference filters: which endpoints a request may use, and why the others may not.
+
+Pure functions over endpoint facts and the client's `provider` object; ordering is
+`routing.scoring`. Contradictory preferences raise `ConflictingPreferences` before any filtering.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from decimal import Decimal
+
+from routing.errors import ConflictingPreferences
+from routing.facts import EndpointFacts
+from routing.preferences import Mode, ProviderPreferences, RouteRequest, Sort, SortBy
+
+SORT_MODES: dict[SortBy, Mode] = {"price": "floor", "throughput": "nitro", "latency": "nitro"}
+
+
+def lowered(names: Iterable[str] | None) -> tuple[str, ...]:
+    return tuple(n.lower() for n in names) if names else ()
+
+
+def sort_of(prefs: ProviderPreferences) -> Sort | None:
+    sort = prefs.sort
+    if sort is None or isinstance(sort, Sort):
+        return sort
+    return Sort(by=sort)
+
+
+def check_conflicts(request: RouteRequest) -> None:
+    """Refuse preferences that contradict each other or the mode (400)."""
+    prefs = request.preferences
+    only, ignore, order = set(lowered(prefs.only)), set(lowered(prefs.ignore)), lowered(prefs.order)
+    if prefs.only is not None and only and only <= ignore:
+        raise ConflictingPreferences(
+            "provider.only and provider.ignore exclude every provider between them",
+            metadata={"only": sorted(only), "ignore": sorted(ignore)},
+        )
+    if order and not prefs.allow_fallbacks:
+        allowed = [p for p in order if p not in ignore and (not only or p in only)]
+        if not allowed:
+            raise ConflictingPreferences(
+                "provider.order with allow_fallbacks=false names only providers that "
+                "provider.only/provider.ignore exclude",
+                metadata={"order": list(order), "only": sorted(only), "ignore": sorted(ignore)},
+            )
+    sort = sort_of(prefs)
+    if request.mode == "exacto" and len(only) > 1:
+        raise ConflictingPreferences(
+            f"exacto routes to exactly one provider, but provider.only names {len(only)}",
+            metadata={"only": sorted(only)},
+        )
+    if sort is not None and request.mode_from_suffix and not _sort_fits(request.mode, sort.by):
+        raise ConflictingPreferences(
+            f"the :{request.mode} model suffix contradicts provider.sort={sort.by!r}",
+            metadata={"mode": request.mode, "sort": sort.by},
+        )
+    max_price = prefs.max_price
+    if max_price is not None:
+        for name in ("prompt", "completion", "request"):
+            value = getattr(max_price, name)
+            if value is not None and value < 0:
+                raise ConflictingPreferences(
+                    f"provider.max_price.{name} must not be negative",
+                    metadata={"max_price": name},
+                )
+
+
+def _sort_fits(mode: Mode, by: SortBy) -> bool:
+    if mode == "floor":
+        return by == "price"
+    if mode == "nitro":
+        return by != "price"
+    return False  # balanced load-balances, exacto never reorders
+
+
+def resolve_mode(request: RouteRequest) -> tuple[Mode, Sort | None]:
+    """The mode that runs: a model suffix wins, then `provider.sort`, then the default."""
+    sort = sort_of(request.preferences)
+    if sort is None or request.mode_from_suffix:
+        return request.mode, sort
+    return SORT_MODES[sort.by], sort
+
+
+def _decimal(value: float | None) -> Decimal | None:
+    # The client's number as written (repr round-trips), so the comparison with catalog
+    # prices is exact.
+    return None if value is None else Decimal(repr(value))
+
+
+class Filters:
+    """One request's hard filters, prepared once and applied endpoint by endpoint."""
+
+    __slots__ = (
+        "data_deny",
+        "ignore",
+        "max_completion",
+        "max_prompt",
+        "max_request",
+        "max_tokens",
+        "only",
+        "order_only",
+        "parameters",
+        "picky",
+        "prompt_tokens",
+        "quantizations",
+        "zdr",
+    )
+
+    def __init__(self, request: RouteRequest) -> None:
+        prefs = request.preferences
+        self.ignore = frozenset(lowered(prefs.ignore))
+        self.only = frozenset(lowered(prefs.only)) if prefs.only is not None else None
+        self.order_only = (
+            frozenset(lowered(prefs.order)) if prefs.order and not prefs.allow_fallbacks else None
+        )
+        self.quantizations = (
+            frozenset(lowered(prefs.quantizations)) if prefs.quantizations else None
+        )
+        self.data_deny = prefs.data_collection == "deny"
+        self.zdr = prefs.zdr is True
+        self.parameters = request.parameters if prefs.require_parameters else frozenset()
+        max_price = prefs.max_price
+        self.max_prompt = _decimal(max_price.prompt) if max_price else None
+        self.max_completion = _decimal(max_price.completion) if max_price else None
+        self.max_request = _decimal(max_price.request) if max_price else None
+        self.prompt_tokens = request.prompt_tokens
+        self.max_tokens = request.max_tokens
+        # Whether any client preference filters at all; most requests set none.
+        self.picky = bool(
+            self.ignore
+            or self.only is not None
+            or self.order_only is not None
+            or self.quantizations is not None
+            or self.data_deny
+            or self.zdr
+            or self.parameters
+            or max_price is not None
+        )
+
+    def reason(self, facts: EndpointFacts) -> str | None:
+        """Why this endpoint may not serve the request, as `filter: detail`; None if it may."""
+        if not facts.enabled:
+            return f"disabled: {facts.disabled_reason}"
+        provider = facts.provider
+        if provider in self.ignore:
+            return "ignore: provider.ignore names it"
+        if self.only is not None and provider not in self.only:
+            return "only: not in provider.only"
+        if self.order_only is not None and provider not in self.order_only:
+            return "order: not in provider.order and allow_fallbacks is false"
+        ep = facts.endpoint
+        if self.quantizations is not None and ep.quantization.lower() not in self.quantizations:
+            return f"quantizations: {ep.quantization} is not allowed"
+        if self.data_deny and ep.data_collection == "allow":
+            return "data_collection: the provider may store data"
+        if self.zdr and not ep.zdr:
+            return "zdr: not a zero-data-retention endpoint"
+        if self.parameters:
+            missing = self.parameters - facts.parameters
+            if missing:
+                return f"require_parameters: unsupported {', '.join(sorted(missing))}"
+        price = ep.price
+        if self.max_prompt is not None and price.prompt > self.max_prompt:
+            return f"max_price: prompt {price.prompt} > {self.max_prompt} per 1M tokens"
+        if self.max_completion is not None and price.completion > self.max_completion:
+            return f"max_price: completion {price.completion} > {self.max_completion} per 1M tokens"
+        if self.max_request is not None and price.request > self.max_request:
+            return f"max_price: request {price.request} > {self.max_request}"
+        if self.prompt_tokens > ep.context_length:
+            return f"context_length: prompt ~{self.prompt_tokens} tokens > {ep.context_length}"
+        limit = ep.max_completion_tokens
+        if self.max_tokens is not None and limit is not None and self.max_tokens > limit:
+            return f"max_tokens: {self.max_tokens} > the endpoint's {limit}"
+        return None
+
+
+def apply_filters(
+    facts: Sequence[EndpointFacts], filters: Filters, rejected: dict[str, str]
+) -> list[EndpointFacts]:
+    """The endpoints that pass; each one that doesn't is added to `rejected` with its reason."""
+    kept: list[EndpointFacts] = []
+    if not filters.picky:
+        prompt, most = filters.prompt_tokens, filters.max_tokens or 0
+        for f in facts:
+            if f.enabled and prompt <= f.context_length and most <= f.max_completion_tokens:
+                kept.append(f)
+            else:
+                rejected[f.id] = filters.reason(f) or "unknown"
+        return kept
+    for f in facts:
+        why = filters.reason(f)
+        if why is None:
+            kept.append(f)
+        else:
+            rejected[f.id] = why
+    return kept

@@ -1,0 +1,110 @@
+"""Stats buckets and breaker states shared by every replica through Redis.
+
+Attempts are tallied in memory and flushed with one pipeline (HINCRBY per counter, PEXPIRE per
+bucket); a read fetches only buckets not yet settled, so the background refresh stays cheap.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from routing.breaker import BreakerState
+from routing.buckets import BucketKey, Layout, Observation, merge_into, needed, tally
+from routing.stats_store import StoreView
+
+log = logging.getLogger("routing.stats")
+BREAKERS_TTL_S = 31 * 86_400  # a breaker record outlives any window, not the deployment
+
+
+class RedisStatsStore:
+    """`StatsStore` over Redis. Keys: `{prefix}stats:{width_ms}:{index}` hashes of counters,
+    `{prefix}breakers` (endpoint id -> JSON state), `{prefix}probe:{endpoint}:{until}`."""
+
+    def __init__(self, redis: Redis, prefix: str, layout: Layout, *, settle_s: float = 2.0) -> None:
+        self.layout = layout
+        self._redis = redis
+        self._prefix = prefix
+        self._settle_ms = round(settle_s * 1000)
+        self._retention = {t.width_ms: t.retention_ms for t in layout.tiers}
+        self._pending: dict[BucketKey, dict[str, int]] = {}
+        self._pending_breakers: dict[str, BreakerState] = {}
+        self._settled: dict[BucketKey, dict[str, int]] = {}  # closed buckets, read once
+
+    def _key(self, key: BucketKey) -> str:
+        return f"{self._prefix}stats:{key[0]}:{key[1]}"
+
+    def record(self, observation: Observation) -> None:
+        tally(observation, self.layout, self._pending)
+
+    def share_breaker(self, state: BreakerState) -> None:
+        self._pending_breakers[state.endpoint_id] = state
+
+    async def flush(self) -> None:
+        if not self._pending and not self._pending_breakers:
+            return
+        pending, self._pending = self._pending, {}
+        breakers, self._pending_breakers = self._pending_breakers, {}
+        pipe = self._redis.pipeline(transaction=False)
+        for key, fields in pending.items():
+            name = self._key(key)
+            for field, count in fields.items():
+                pipe.hincrby(name, field, count)
+            pipe.pexpire(name, self._retention.get(key[0], 0) or 1)
+        if breakers:
+            name = f"{self._prefix}breakers"
+            pipe.hset(name, mapping={k: v.to_json() for k, v in breakers.items()})
+            pipe.expire(name, BREAKERS_TTL_S)
+        try:
+            await pipe.execute()
+        except (RedisError, OSError) as exc:
+            # Keep what could not be written for the next flush; a Redis outage costs
+            # freshness, never the request path.
+            log.warning("stats flush failed", extra={"error": type(exc).__name__})
+            merge_into(self._pending, pending)
+            for endpoint_id, state in breakers.items():
+                self._pending_breakers.setdefault(endpoint_id, state)
+
+    async def read(self, now: float) -> StoreView:
+        now_ms = int(now * 1000)
+        keys = needed(self.layout, now_ms)
+        settled = self._settled
+        for key in [k for k in settled if k not in keys]:
+            del settled[key]
+        fetch = [k for k in keys if k not in settled]
+        pipe = self._redis.pipeline(transaction=False)
+        for key in fetch:
+            pipe.hgetall(self._key(key))
+        pipe.hgetall(f"{self._prefix}breakers")
+        results: list[Any] = await pipe.execute()
+        buckets: dict[BucketKey, dict[str, int]] = dict(settled)
+        for key, raw in zip(fetch, results, strict=False):
+            fields = {_text(k): int(v) for k, v in raw.items()}
+            buckets[key] = fields
+            if (key[1] + 1) * key[0] + self._settle_ms < now_ms:
+                settled[key] = fields
+        breakers: dict[str, BreakerState] = {}
+        for k, v in results[-1].items():
+            try:
+                breakers[_text(k)] = BreakerState.from_json(v)
+            except ValueError:
+                log.warning("unreadable breaker state", extra={"endpoint": _text(k)})
+        return StoreView(buckets, breakers)
+
+    async def claim_probe(self, endpoint_id: str, until: float, ttl_s: float) -> bool:
+        key = f"{self._prefix}probe:{endpoint_id}:{int(until * 1000)}"
+        try:
+            won = await self._redis.set(key, b"1", nx=True, px=max(int(ttl_s * 1000), 1))
+        except (RedisError, OSError):
+            return False
+        return bool(won)
+
+    async def aclose(self) -> None:
+        await self.flush()
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

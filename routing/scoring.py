@@ -1,0 +1,324 @@
+"""Scoring per mode: the order a request's endpoints are tried in, and the numbers behind it.
+
+Pure functions over candidates (endpoint facts + live figures); randomness is passed in.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from routing.facts import EndpointFacts
+from routing.preferences import Mode, Percentiles, SortBy
+from routing.stats import EndpointStats
+from routing.stats import Percentiles as Measured
+
+# Gates, best first: a due half-open probe, healthy, recent outage, breaker open.
+PROBE, HEALTHY, OUTAGE, OPEN = -1, 0, 1, 2
+GATE_NAMES = {PROBE: "probe", HEALTHY: None, OUTAGE: "outage", OPEN: "breaker_open"}
+SPEED_CAP = 100.0  # relative speed counts up to 100x either way: beyond is measurement noise
+Pick = Literal["weighted", "explore", "affinity", "sorted", "only"]
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingPolicy:
+    """The knobs of scoring and gating (built from `RoutingSettings`)."""
+
+    min_samples: int = 5  # fewer measured attempts -> the catalog's advertised figures
+    explore_share: float = 0.05  # chance a fresh endpoint is tried first (balanced, nitro)
+    outage_uptime: float = 0.7  # below this in the outage window -> gated to the back
+    outage_min_requests: int = 3  # ...once at least this many attempts were counted
+    affinity_yield: float = 0.25  # a warm endpoint leads unless another scores 1/this better
+    affinity_min_saving: float = 0.1  # ...and only when its cache cuts the expected cost this much
+    completion_tokens: int = 256  # expected output when the request sets no max_tokens
+    max_completion_tokens: int = 1024  # cap of that expectation when it does
+    free_price_floor: float = 0.1  # a free endpoint costs this share of the cheapest paid one
+
+
+class Figures:
+    """One endpoint's live figures, derived once per stats snapshot (not per request)."""
+
+    __slots__ = ("fresh", "gate", "gate_reason", "stats", "throughput", "ttft_ms", "uptime")
+
+    def __init__(
+        self,
+        stats: EndpointStats | None,
+        throughput: float | None,
+        ttft_ms: float | None,
+        uptime: float | None,
+        fresh: bool,
+        gate: int = HEALTHY,
+        gate_reason: str = "",
+    ) -> None:
+        self.stats = stats
+        self.throughput = throughput  # output tokens/s (p50 measured, else advertised)
+        self.ttft_ms = ttft_ms  # time to first token (p50 measured, else advertised)
+        self.uptime = uptime  # over the latency window
+        self.fresh = fresh  # too few samples yet: catalog figures, exploration share
+        self.gate = gate  # HEALTHY or OUTAGE (breakers are checked per request)
+        self.gate_reason = gate_reason
+
+
+class Candidate:
+    """One endpoint as scored for one request."""
+
+    __slots__ = (
+        "cache_saving",
+        "cached_tokens",
+        "cost",
+        "facts",
+        "fresh",
+        "gate",
+        "gate_reason",
+        "group",
+        "model_rank",
+        "order_rank",
+        "preferred",
+        "throughput",
+        "ttft_ms",
+        "uptime",
+        "weight",
+    )
+
+    def __init__(
+        self,
+        facts: EndpointFacts,
+        model_rank: int,  # 0: the requested model; 1..: `models` fallbacks in order
+        order_rank: int,  # position in provider.order; len(order) when unlisted
+        cost: float,  # expected USD for this request, cache-adjusted
+        cached_tokens: int,  # prompt tokens expected from a warm cache
+        figures: Figures,
+        preferred: bool = True,  # meets preferred_min_throughput / preferred_max_latency
+        gate: int = HEALTHY,
+        gate_reason: str = "",
+    ) -> None:
+        self.facts = facts
+        self.model_rank = model_rank
+        self.order_rank = order_rank
+        self.cost = cost
+        self.cached_tokens = cached_tokens
+        self.cache_saving = 0.0  # share of the expected cost a warm cache saves
+        self.throughput = figures.throughput
+        self.ttft_ms = figures.ttft_ms
+        self.uptime = figures.uptime
+        self.fresh = figures.fresh
+        self.preferred = preferred
+        self.gate = gate
+        self.gate_reason = gate_reason
+        self.weight = 0.0  # balanced: the chance to be picked first is proportional to it
+        # Candidates are tried group by group; only the mode's score orders within one.
+        self.group = (model_rank, order_rank, gate, not preferred)
+
+    def components(self) -> dict[str, Any]:
+        """The score's parts, for the routing explanation."""
+        return {
+            "price": round(self.cost, 12),
+            "throughput": None if self.throughput is None else round(self.throughput, 1),
+            "latency_ms": None if self.ttft_ms is None else round(self.ttft_ms, 1),
+            "uptime": None if self.uptime is None else round(self.uptime, 4),
+            "cache": {
+                "warm": self.cached_tokens > 0,
+                "cached_tokens": self.cached_tokens,
+                "saving": round(self.cache_saving, 4),
+            },
+            "weight": self.weight,
+        }
+
+
+def expected_completion(max_tokens: int | None, policy: RoutingPolicy) -> int:
+    if max_tokens is None:
+        return policy.completion_tokens
+    return min(max_tokens, policy.max_completion_tokens)
+
+
+def expected_cost(facts: EndpointFacts, prompt: int, cached: int, completion: int) -> float:
+    """USD for one request: uncached and cached prompt, completion, per-request fee."""
+    return (
+        facts.prompt * (prompt - cached) + facts.cache_read * cached + facts.completion * completion
+    ) / 1e6 + facts.request
+
+
+def figures_of(facts: EndpointFacts, stats: EndpointStats | None, policy: RoutingPolicy) -> Figures:
+    """Measured figures when there are enough samples, else the catalog's; the outage gate."""
+    ep = facts.endpoint
+    if stats is None:
+        return Figures(None, ep.throughput, ep.latency_ms, None, True)
+    fresh = stats.samples < policy.min_samples or (
+        stats.recovered and stats.recent.requests < policy.min_samples
+    )
+    tput = stats.throughput.p50 if stats.throughput is not None else None
+    ttft = stats.ttft_ms.p50 if stats.ttft_ms is not None else None
+    if stats.samples < policy.min_samples:
+        tput = ep.throughput if ep.throughput is not None else tput
+        ttft = ep.latency_ms if ep.latency_ms is not None else ttft
+    result = Figures(stats, tput, ttft, stats.rolling.uptime, fresh)
+    recent = stats.recent
+    up = recent.uptime
+    if recent.requests >= policy.outage_min_requests and up is not None:
+        if up < policy.outage_uptime:
+            result.gate = OUTAGE
+            result.gate_reason = f"uptime {up:.0%} over the last {recent.requests} attempts"
+    return result
+
+
+Thresholds = tuple[tuple[str, float], ...]  # (percentile name, limit)
+
+
+def thresholds_of(wanted: float | Percentiles | None) -> Thresholds:
+    """A preference as (percentile, limit) pairs: a bare number applies to p50."""
+    if wanted is None:
+        return ()
+    if isinstance(wanted, int | float):
+        return (("p50", float(wanted)),)
+    pairs = (("p50", wanted.p50), ("p75", wanted.p75), ("p90", wanted.p90), ("p99", wanted.p99))
+    return tuple((name, value) for name, value in pairs if value is not None)
+
+
+def meets(
+    measured: Measured | None,
+    fallback: float | None,
+    thresholds: Thresholds,
+    *,
+    minimum: bool,
+    scale: float = 1.0,
+) -> bool:
+    """Whether measured percentiles (or the advertised figure) satisfy a preference threshold.
+
+    Unknown figures count as meeting it: a new endpoint is not deprioritized for being new.
+    """
+    for name, threshold in thresholds:
+        value = fallback if measured is None else measured.get(name)
+        if value is None:
+            continue
+        value *= scale
+        if (value < threshold) if minimum else (value > threshold):
+            return False
+    return True
+
+
+def balance_weights(candidates: list[Candidate], completion: int, policy: RoutingPolicy) -> None:
+    """Inverse square of effective price, times relative speed, times uptime squared."""
+    cheapest = 0.0
+    times: list[float] = []
+    for c in candidates:
+        cost, tput = c.cost, c.throughput
+        if cost > 0 and (cheapest == 0.0 or cost < cheapest):
+            cheapest = cost
+        # Expected seconds to answer, parked in `weight` until the reference time is known.
+        if tput:
+            c.weight = (c.ttft_ms or 0.0) / 1000 + completion / tput
+            times.append(c.weight)
+        else:
+            c.weight = 0.0
+    floor = cheapest * policy.free_price_floor if cheapest > 0 else 1e-9
+    times.sort()
+    reference = times[len(times) // 2] if times else 0.0
+    for c in candidates:
+        cost = c.cost if c.cost > floor else floor
+        weight = 1.0 / (cost * cost)
+        seconds = c.weight
+        if seconds > 0:
+            speed = reference / seconds
+            weight *= (
+                SPEED_CAP
+                if speed > SPEED_CAP
+                else 1 / SPEED_CAP
+                if speed * SPEED_CAP < 1
+                else speed
+            )
+        uptime = c.uptime
+        if uptime is not None:
+            weight *= uptime * uptime if uptime > 0.1 else 0.01
+        c.weight = weight
+
+
+def _key(mode: Mode, sort_by: SortBy | None) -> Any:
+    inf = math.inf
+    if sort_by == "latency":
+
+        def latency(c: Candidate) -> tuple[Any, ...]:
+            ttft = inf if c.ttft_ms is None else c.ttft_ms
+            return (c.group, ttft, -(c.throughput or 0.0), c.cost)
+
+        return latency
+    if mode == "floor":
+
+        def floor(c: Candidate) -> tuple[Any, ...]:
+            return (c.group, c.cost, -(c.throughput or 0.0))
+
+        return floor
+    if mode == "nitro":
+
+        def nitro(c: Candidate) -> tuple[Any, ...]:
+            ttft = inf if c.ttft_ms is None else c.ttft_ms
+            return (c.group, -(c.throughput or 0.0), ttft, c.cost)
+
+        return nitro
+
+    def balanced(c: Candidate) -> tuple[Any, ...]:
+        return (c.group, -c.weight)
+
+    return balanced
+
+
+def rank(
+    candidates: list[Candidate],
+    mode: Mode,
+    sort_by: SortBy | None,
+    policy: RoutingPolicy,
+    rng: random.Random,
+    *,
+    load_balance: bool,
+    warm_id: str | None = None,
+) -> Pick:
+    """Sort `candidates` in place into the order they will be tried; say how the first was picked.
+
+    Balanced (when load balancing is on) draws the first of the best group at random by weight,
+    unless a warm-cache endpoint scores close enough to lead; nitro and balanced give a fresh
+    endpoint the first place `explore_share` of the time. The rest follow in score order.
+    """
+    if len(candidates) <= 1:
+        return "only"
+    candidates.sort(key=_key(mode, sort_by))
+    lead = candidates[0].group
+    top = 1
+    while top < len(candidates) and candidates[top].group == lead:
+        top += 1
+    if top == 1 or candidates[0].gate > HEALTHY:
+        return "sorted"
+    group = candidates[:top]
+    pick: Pick = "sorted"
+    chosen: Candidate | None = None
+    if mode in ("balanced", "nitro") and policy.explore_share > 0:
+        fresh = [c for c in group if c.fresh]
+        if fresh and len(fresh) < len(group) and rng.random() < policy.explore_share:
+            chosen, pick = fresh[int(rng.random() * len(fresh))], "explore"
+    if chosen is None and mode == "balanced" and load_balance:
+        best = group[0].weight
+        warm = next((c for c in group if c.facts.id == warm_id), None) if warm_id else None
+        if (
+            warm is not None
+            and warm.cache_saving >= policy.affinity_min_saving
+            and warm.weight >= best * policy.affinity_yield
+        ):
+            chosen, pick = warm, "affinity"
+        else:
+            chosen, pick = _weighted(group, rng), "weighted"
+    if chosen is not None and chosen is not candidates[0]:
+        candidates.remove(chosen)
+        candidates.insert(0, chosen)
+    return pick
+
+
+def _weighted(group: list[Candidate], rng: random.Random) -> Candidate:
+    total = sum(c.weight for c in group)
+    if total <= 0:
+        return group[0]
+    r = rng.random() * total
+    for c in group:
+        r -= c.weight
+        if r < 0:
+            return c
+    return group[-1]

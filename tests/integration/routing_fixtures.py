@@ -1,0 +1,107 @@
+"""Helpers for routing tests: gateways with short stats windows on real Redis, and a client."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+from redis.asyncio import Redis
+
+from gateway.settings import (
+    CatalogSettings,
+    DatabaseSettings,
+    RedisSettings,
+    RoutingSettings,
+    Settings,
+)
+from tests.support.gateway import RunningGateway, run_gateway
+
+MODEL = "openai/gpt-oss-20b"
+# Windows in seconds instead of minutes, so a test sees outages start and end.
+FAST_ROUTING = {
+    "stats_refresh_s": 0.1,
+    "stats_flush_s": 0.05,
+    "stats_buckets": 10,
+    "stats_settle_s": 0.3,
+    "uptime_windows_s": (2, 5, 10, 20, 30),
+    "outage_window_s": 2.0,
+    "latency_window_s": 2.0,
+    "min_samples": 3,
+    "breaker_failures": 3,
+    "breaker_cooldown_s": 0.5,
+    "breaker_max_cooldown_s": 1.0,
+    "backoff_base_s": 0.01,
+    "backoff_max_s": 0.05,
+    "first_token_timeout_s": 5.0,
+    "total_timeout_s": 10.0,
+}
+
+
+def routing_settings(
+    tmp_path: Path,
+    catalog: Path,
+    redis_url: str,
+    redis_prefix: str,
+    *,
+    db_name: str = "gw",
+    **routing: Any,
+) -> Settings:
+    return Settings(
+        catalog=CatalogSettings(catalog=catalog),
+        database=DatabaseSettings(database_url=f"sqlite+aiosqlite:///{tmp_path}/{db_name}.sqlite3"),
+        redis=RedisSettings(redis_url=redis_url, redis_prefix=redis_prefix),
+        routing=RoutingSettings(**{**FAST_ROUTING, **routing}),
+    )
+
+
+@asynccontextmanager
+async def gateway_client(settings: Settings) -> AsyncIterator[tuple[RunningGateway, httpx.AsyncClient]]:
+    async with run_gateway(settings) as gw, httpx.AsyncClient(base_url=gw.url, timeout=20) as c:
+        yield gw, c
+
+
+async def chat(
+    client: httpx.AsyncClient,
+    *,
+    model: str = MODEL,
+    headers: dict[str, str] | None = None,
+    **body: Any,
+) -> httpx.Response:
+    payload = {"model": model, "messages": [{"role": "user", "content": "hi"}], **body}
+    return await client.post("/v1/chat/completions", json=payload, headers=headers or {})
+
+
+async def served_by(client: httpx.AsyncClient, n: int, **body: Any) -> list[str]:
+    """Send `n` requests in turn; the provider that served each (or "error:STATUS")."""
+    providers = []
+    for _ in range(n):
+        r = await chat(client, **body)
+        providers.append(r.json()["provider"] if r.status_code == 200 else f"error:{r.status_code}")
+    return providers
+
+
+async def until(
+    check: Callable[[], Awaitable[bool]], *, timeout_s: float, what: str = "condition"
+) -> float:
+    """Run `check` until it holds; return the seconds it took. Fails past the deadline."""
+    started = time.monotonic()
+    while not await check():
+        if time.monotonic() - started > timeout_s:
+            raise AssertionError(f"{what} not reached within {timeout_s}s")
+        await asyncio.sleep(0)  # checks do real I/O; this only yields between rounds
+    return time.monotonic() - started
+
+
+async def drop_prefix(redis_url: str, prefix: str) -> None:
+    redis = Redis.from_url(redis_url)
+    try:
+        keys = [k async for k in redis.scan_iter(match=f"{prefix}*")]
+        if keys:
+            await redis.delete(*keys)
+    finally:
+        await redis.aclose()

@@ -1,0 +1,167 @@
+"""The writer never drops and never acks what is not committed (fake store, in-process queue)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
+
+import pytest
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from gateway.ledger import writer as writer_module
+from gateway.ledger.queue import InProcessLedger
+from gateway.ledger.rows import LedgerRows
+from gateway.ledger.source import Entry
+from gateway.ledger.writer import LedgerWriter
+from tests.unit.ledger.factories import make_event
+
+
+class FakeStore:
+    """Stores rows by generation id; fails as told."""
+
+    def __init__(self, failures: int = 0, poison: frozenset[str] = frozenset()) -> None:
+        self.rows: dict[str, LedgerRows] = {}
+        self.failures = failures
+        self.poison = poison
+        self.calls = 0
+
+    async def write(self, batch: Sequence[LedgerRows]) -> int:
+        self.calls += 1
+        if self.failures:
+            self.failures -= 1
+            raise OperationalError("INSERT", {}, ConnectionRefusedError("database is down"))
+        if any(rows.id in self.poison for rows in batch):
+            raise IntegrityError("INSERT", {}, ValueError("check constraint"))
+        inserted = 0
+        for rows in batch:
+            if rows.id not in self.rows:
+                self.rows[rows.id] = rows
+                inserted += 1
+        return inserted
+
+
+class DurableQueue(InProcessLedger):
+    """The in-process queue pretending to be durable, recording acks."""
+
+    durable = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.acked: list[str] = []
+
+    async def ack(self, entries: Sequence[Entry]) -> None:
+        self.acked += [e.id for e in entries]
+        await super().ack(entries)
+
+
+@pytest.fixture(autouse=True)
+def fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(writer_module, "BACKOFF_MIN_S", 0.001)
+    monkeypatch.setattr(writer_module, "BACKOFF_MAX_S", 0.01)
+
+
+async def poll(check: Callable[[], bool | Awaitable[bool]], timeout_s: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        result = check()
+        if not isinstance(result, bool):
+            result = await result
+        if result:
+            return
+        assert time.monotonic() < deadline, "condition not reached before the deadline"
+        await asyncio.sleep(0.005)
+
+
+def make_writer(queue: InProcessLedger, store: FakeStore, **options: float) -> LedgerWriter:
+    settings = {"batch_size": 4, "flush_interval_s": 0.01, "drain_timeout_s": 1.0, **options}
+    return LedgerWriter(queue, store, **settings)  # type: ignore[arg-type]
+
+
+async def test_transient_failures_are_retried_until_committed() -> None:
+    queue, store = InProcessLedger(), FakeStore(failures=3)
+    writer = make_writer(queue, store)
+    writer.start()
+    for n in range(10):
+        await queue.emit(make_event(n))
+    await poll(lambda: len(store.rows) == 10)
+    await writer.stop()
+    assert await queue.depth() == 0
+    assert writer.counters.write_errors_total == 3
+    assert writer.counters.written_total == 10
+
+
+async def test_a_poisoned_event_is_isolated_and_set_aside(caplog: pytest.LogCaptureFixture) -> None:
+    queue = InProcessLedger()
+    store = FakeStore(poison=frozenset({make_event(5).id}))
+    writer = make_writer(queue, store, batch_size=8)
+    for n in range(8):
+        await queue.emit(make_event(n))
+    with caplog.at_level(logging.ERROR, logger="gateway.ledger.queue"):
+        writer.start()
+        await poll(lambda: len(store.rows) == 7)
+        await writer.stop()
+    assert make_event(5).id not in store.rows
+    assert writer.counters.dead_letters_total == 1
+    assert await queue.depth() == 0
+    assert make_event(5).id in caplog.text  # the event itself is kept in the log record
+
+
+async def test_an_unstorable_event_does_not_block_the_batch() -> None:
+    queue, store = InProcessLedger(), FakeStore()
+    writer = make_writer(queue, store)
+    await queue.emit(make_event(1))
+    await queue.emit(make_event(2, created_at=datetime(2025, 1, 1)))  # naive: refused
+    await queue.emit(make_event(3))
+    writer.start()
+    await poll(lambda: len(store.rows) == 2)
+    await writer.stop()
+    assert writer.counters.dead_letters_total == 1
+
+
+async def test_stop_drains_the_queue() -> None:
+    queue, store = InProcessLedger(), FakeStore()
+    writer = make_writer(queue, store)
+    writer.start()
+    for n in range(50):
+        await queue.emit(make_event(n))
+    await writer.stop()
+    assert len(store.rows) == 50 and await queue.depth() == 0
+    assert not writer.running
+
+
+async def test_replays_are_counted_not_written_twice() -> None:
+    queue, store = InProcessLedger(), FakeStore()
+    writer = make_writer(queue, store)
+    writer.start()
+    for _ in range(2):
+        await queue.emit(make_event(7))
+    await poll(lambda: writer.counters.replayed_total + writer.counters.written_total == 2)
+    await writer.stop()
+    assert writer.counters.written_total == 1 and writer.counters.replayed_total == 1
+
+
+async def test_a_durable_source_is_left_unacked_when_stopping_with_the_database_down() -> None:
+    queue, store = DurableQueue(), FakeStore(failures=10_000)
+    writer = make_writer(queue, store)
+    await queue.emit(make_event(1))
+    writer.start()
+    await poll(lambda: store.calls >= 2)
+    started = time.monotonic()
+    await writer.stop()
+    assert time.monotonic() - started < 1.0  # did not wait out the drain timeout
+    assert queue.acked == [] and store.rows == {}
+
+
+async def test_the_in_process_queue_retries_until_the_drain_deadline(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    queue, store = InProcessLedger(), FakeStore(failures=10_000)
+    writer = make_writer(queue, store, drain_timeout_s=0.2)
+    await queue.emit(make_event(1))
+    writer.start()
+    with caplog.at_level(logging.ERROR, logger="gateway.ledger.writer"):
+        await writer.stop()
+    assert "lost at shutdown" in caplog.text

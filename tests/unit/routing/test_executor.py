@@ -1,0 +1,355 @@
+"""The executor: retries, fallback, Retry-After, the attempt budget, breakers, streams. No I/O."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from providers.errors import (
+    UpstreamBadRequest,
+    UpstreamError,
+    UpstreamRateLimited,
+    UpstreamRejected,
+    UpstreamReset,
+    UpstreamServerError,
+    UpstreamTimeout,
+)
+from providers.provider import Timeouts
+from routing.affinity import AffinityMemory
+from routing.breaker import Breakers, BreakerState
+from routing.executor import Executor, GenerationFailed, RetryPolicy
+from routing.planner import Planner
+from routing.preferences import MaxPrice, ProviderPreferences, RouteRequest
+from routing.scoring import RoutingPolicy
+from tests.unit.routing.fakes import (
+    MODEL,
+    FakeSleep,
+    Script,
+    ScriptedProvider,
+    catalog,
+    cheapest_first,
+    endpoint,
+)
+
+NOW = 1_700_000_000.0
+
+
+class Gate:
+    """A breaker gate over local `Breakers`, probes always won unless told otherwise."""
+
+    def __init__(self, *states: BreakerState, win_probe: bool = True) -> None:
+        self.breakers = Breakers()
+        self.breakers.merge({s.endpoint_id: s for s in states})
+        self.win_probe = win_probe
+        self.claims: list[str] = []
+
+    def phase(self, endpoint_id: str, now: float):
+        state = self.breakers.get(endpoint_id)
+        return ("closed", 0.0) if state is None else (state.phase(now), state.until)
+
+    async def claim_probe(self, endpoint_id: str, now: float) -> bool:
+        self.claims.append(endpoint_id)
+        return self.win_probe
+
+
+def setup(cat, script: Script, *, gate=None, max_attempts=6, retries=1, deadline=60.0):
+    sleep = FakeSleep()
+    executor = Executor(
+        {"openai": ScriptedProvider(script)},
+        cat.secret_for,
+        Timeouts(1, 1, 1),
+        max_attempts=max_attempts,
+        retry=RetryPolicy(retries_per_endpoint=retries, deadline_s=deadline),
+        gate=gate,
+        sleep=sleep,
+        clock=lambda: NOW,
+    )
+    planner = Planner(cat, policy=RoutingPolicy(explore_share=0), rng=random.Random(0))
+    return planner, executor, sleep
+
+
+def req(mode="floor", **prefs) -> RouteRequest:
+    return RouteRequest(MODEL, mode, ProviderPreferences(**prefs))
+
+
+def err500() -> UpstreamError:
+    return UpstreamServerError("boom", status=500)
+
+
+async def test_transient_failure_is_retried_with_jittered_backoff_then_falls_back() -> None:
+    script = Script(a=[err500(), err500()])
+    planner, executor, sleep = setup(cheapest_first("a", "b"), script)
+    served = await executor.complete(planner.plan(req()), {})
+    assert script.calls == ["a", "a", "b"]
+    assert served.endpoint.provider == "b"
+    assert [a.outcome for a in served.attempts] == ["http", "http", "ok"]
+    assert len(sleep.delays) == 1 and 0 <= sleep.delays[0] <= 0.05 * 2
+
+
+async def test_a_400_is_never_retried_nor_passed_to_another_provider() -> None:
+    script = Script(a=[UpstreamBadRequest("bad", status=400)])
+    planner, executor, _ = setup(cheapest_first("a", "b"), script)
+    with pytest.raises(GenerationFailed) as info:
+        await executor.complete(planner.plan(req()), {})
+    assert script.calls == ["a"]
+    assert info.value.last.http_status == 400
+
+
+async def test_rejected_key_falls_back_without_retry() -> None:
+    script = Script(a=[UpstreamRejected("no key", status=401)])
+    planner, executor, sleep = setup(cheapest_first("a", "b"), script)
+    await executor.complete(planner.plan(req()), {})
+    assert script.calls == ["a", "b"] and sleep.delays == []
+
+
+async def test_retry_after_moves_to_the_next_endpoint_at_once() -> None:
+    script = Script(a=[UpstreamRateLimited("slow down", status=429, retry_after=30)])
+    planner, executor, sleep = setup(cheapest_first("a", "b"), script)
+    served = await executor.complete(planner.plan(req()), {})
+    assert script.calls == ["a", "b"] and sleep.delays == []
+    assert served.attempts[0].retry_after_s == 30
+
+
+async def test_retry_after_is_waited_out_when_no_other_endpoint_is_allowed() -> None:
+    script = Script(a=[UpstreamRateLimited("slow down", status=429, retry_after=2)])
+    planner, executor, sleep = setup(cheapest_first("a", "b"), script)
+    served = await executor.complete(planner.plan(req("exacto", only=("a",))), {})
+    assert script.calls == ["a", "a"] and sleep.delays == [2]
+    assert served.endpoint.provider == "a"
+
+
+async def test_retry_after_past_the_deadline_fails_instead_of_waiting() -> None:
+    script = Script(a=[UpstreamRateLimited("slow down", status=429, retry_after=120)])
+    planner, executor, sleep = setup(cheapest_first("a"), script, deadline=10)
+    with pytest.raises(GenerationFailed) as info:
+        await executor.complete(planner.plan(req("exacto", only=("a",))), {})
+    assert sleep.delays == [] and script.calls == ["a"]
+    assert info.value.last.http_status == 429
+
+
+async def test_the_attempt_budget_bounds_every_provider_together() -> None:
+    names = ["a", "b", "c", "d"]
+    script = Script(**{n: [err500()] * 5 for n in names})
+    planner, executor, _ = setup(cheapest_first(*names), script, max_attempts=5, retries=1)
+    with pytest.raises(GenerationFailed) as info:
+        await executor.complete(planner.plan(req()), {})
+    assert len(script.calls) == 5 == len(info.value.attempts)
+    assert script.calls == ["a", "a", "b", "b", "c"]
+
+
+failures = st.sampled_from(
+    [
+        "ok",
+        "500",
+        "429",
+        "429-ra",
+        "timeout",
+        "reset",
+        "401",
+    ]
+)
+
+
+def make_error(kind: str) -> UpstreamError | str:
+    return {
+        "ok": "ok",
+        "500": UpstreamServerError("x", status=500),
+        "429": UpstreamRateLimited("x", status=429),
+        "429-ra": UpstreamRateLimited("x", status=429, retry_after=1),
+        "timeout": UpstreamTimeout("x"),
+        "reset": UpstreamReset("x"),
+        "401": UpstreamRejected("x", status=401),
+    }[kind]
+
+
+def scripts(names):
+    return st.fixed_dictionaries(
+        {n: st.lists(failures.map(make_error), max_size=8) for n in names}
+    )
+
+
+NAMES = ["a", "b", "c", "d", "e"]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(scripts(NAMES), st.sampled_from(NAMES), st.sampled_from(["catalog", "only", "order"]))
+async def test_exacto_never_touches_a_second_provider(outcomes, pinned, how) -> None:
+    cat = catalog(*(endpoint(n) for n in NAMES), exacto=pinned)
+    prefs = {} if how == "catalog" else {how: (pinned,)}
+    script = Script(**outcomes)
+    planner, executor, _ = setup(cat, script)
+    try:
+        await executor.complete(planner.plan(req("exacto", **prefs)), {})
+    except GenerationFailed as failed:
+        assert {a.provider for a in failed.attempts} <= {pinned}
+    assert set(script.calls) <= {pinned}
+    assert len(script.calls) <= 6
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    scripts(NAMES),
+    st.lists(st.sampled_from(NAMES), min_size=1, max_size=3, unique=True),
+    st.sampled_from(["balanced", "nitro", "floor"]),
+)
+async def test_allow_fallbacks_false_stops_after_the_ordered_list(outcomes, order, mode) -> None:
+    script = Script(**outcomes)
+    planner, executor, _ = setup(cheapest_first(*NAMES), script, max_attempts=20)
+    plan = planner.plan(req(mode, order=tuple(order), allow_fallbacks=False))
+    try:
+        await executor.complete(plan, {})
+    except GenerationFailed:
+        pass
+    assert set(script.calls) <= set(order)
+    # and in the given order: a provider is never revisited after the next one was tried
+    firsts = list(dict.fromkeys(script.calls))
+    assert firsts == [p for p in order if p in firsts]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    scripts(NAMES),
+    st.lists(st.sampled_from(NAMES), max_size=3, unique=True),
+    st.floats(min_value=0.05, max_value=0.6),
+)
+async def test_ignored_and_over_max_price_endpoints_are_never_tried(outcomes, ignore, cap) -> None:
+    script = Script(**outcomes)
+    cat = cheapest_first(*NAMES)  # prompt prices 0.1 .. 0.5
+    planner, executor, _ = setup(cat, script, max_attempts=20)
+    try:
+        plan = planner.plan(
+            req("balanced", ignore=tuple(ignore) or None, max_price=MaxPrice(prompt=cap))
+        )
+        await executor.complete(plan, {})
+    except GenerationFailed:
+        pass
+    except Exception as exc:  # NoEndpoint when everything was filtered
+        assert type(exc).__name__ == "NoMatchingEndpoint"
+    allowed = {n for i, n in enumerate(NAMES) if n not in ignore and (i + 1) / 10 <= cap}
+    assert set(script.calls) <= allowed
+
+
+# -- breakers ---------------------------------------------------------------------------
+
+
+async def test_open_breaker_is_skipped_while_others_remain() -> None:
+    gate = Gate(BreakerState(f"{MODEL}@a", open=True, until=NOW + 30, reason="down"))
+    script = Script()
+    planner, executor, _ = setup(cheapest_first("a", "b"), script, gate=gate)
+    plan = planner.plan(req())  # the planner's snapshot is empty: it still lists a first
+    served = await executor.complete(plan, {})
+    assert script.calls == ["b"]
+    assert served.skipped[0].endpoint_id == f"{MODEL}@a"
+
+
+async def test_open_breaker_on_the_only_endpoint_is_waited_for_within_the_deadline() -> None:
+    gate = Gate(BreakerState(f"{MODEL}@a", open=True, until=NOW + 3, probe=False))
+    script = Script()
+    planner, executor, sleep = setup(cheapest_first("a", "b"), script, gate=gate)
+    # the fake clock never moves, so once the wait is done the gate is told it passed
+    original = gate.phase
+
+    def phase(endpoint_id, now):
+        return ("closed", 0.0) if sleep.delays else original(endpoint_id, now)
+
+    gate.phase = phase
+    await executor.complete(planner.plan(req("exacto", only=("a",))), {})
+    assert sleep.delays == [3] and script.calls == ["a"]
+
+
+async def test_open_breaker_past_the_deadline_fails_with_503_and_retry_after() -> None:
+    gate = Gate(BreakerState(f"{MODEL}@a", open=True, until=NOW + 300))
+    planner, executor, sleep = setup(cheapest_first("a"), Script(), gate=gate, deadline=5)
+    with pytest.raises(GenerationFailed) as info:
+        await executor.complete(planner.plan(req("exacto", only=("a",))), {})
+    assert info.value.last.http_status == 503 and info.value.last.retry_after == 300
+    assert sleep.delays == []
+
+
+async def test_half_open_endpoint_gets_one_probe() -> None:
+    half = BreakerState(f"{MODEL}@a", open=True, until=NOW - 1)
+    won, lost = Gate(half), Gate(half, win_probe=False)
+    script = Script()
+    planner, executor, _ = setup(cheapest_first("a", "b"), script, gate=won)
+    await executor.complete(planner.plan(req()), {})
+    assert script.calls == ["a"] and won.claims == [f"{MODEL}@a"]
+    script = Script()
+    planner, executor, _ = setup(cheapest_first("a", "b"), script, gate=lost)
+    await executor.complete(planner.plan(req()), {})
+    assert script.calls == ["b"]
+
+
+async def test_busy_llamacpp_spills_over() -> None:
+    cat = catalog(endpoint("local", "0", "0", max_concurrency=1), endpoint("b"))
+    script = Script()
+    planner, executor, _ = setup(cat, script)
+    plan = planner.plan(req())
+    held = await executor.open_stream(plan, {})  # occupies the only slot
+    assert held.endpoint.provider == "local"
+    served = await executor.complete(plan, {})
+    assert served.endpoint.provider == "b"
+    executor.finish_stream(held, None)
+    assert (await executor.complete(plan, {})).endpoint.provider == "local"
+
+
+# -- streams ------------------------------------------------------------------------------
+
+
+async def test_stream_falls_back_before_the_first_chunk() -> None:
+    script = Script(a=[err500(), err500()])
+    planner, executor, _ = setup(cheapest_first("a", "b"), script)
+    opened = await executor.open_stream(planner.plan(req()), {})
+    assert opened.endpoint.provider == "b"
+    assert [a.provider for a in opened.attempts] == ["a", "a"]
+    chunks = [c async for c in opened.rest]
+    executor.finish_stream(opened, None, usage=chunks[-1].usage)
+    assert opened.attempts[-1].outcome == "ok" and opened.attempts[-1].streamed
+
+
+async def test_stream_cut_after_the_first_chunk_is_not_retried() -> None:
+    script = Script(a=["cut"])
+    planner, executor, _ = setup(cheapest_first("a", "b"), script)
+    opened = await executor.open_stream(planner.plan(req()), {})
+    with pytest.raises(UpstreamReset):
+        async for _ in opened.rest:
+            pass
+    assert script.calls == ["a"]
+
+
+async def test_successful_answers_are_remembered_for_cache_affinity() -> None:
+    memory = AffinityMemory()
+    cat = cheapest_first("a", "b")
+    script = Script()
+    executor = Executor(
+        {"openai": ScriptedProvider(script)},
+        cat.secret_for,
+        Timeouts(1, 1, 1),
+        affinity=memory,
+        clock=lambda: NOW,
+    )
+    plan = Planner(cat).plan(RouteRequest(MODEL, "floor", affinity_key="conv"))
+    await executor.complete(plan, {})
+    warm = memory.recall("conv", NOW)
+    assert warm is not None and warm.endpoint_id == f"{MODEL}@a" and warm.prompt_tokens == 10
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, str | None]] = []
+
+    def observe(self, attempt, error) -> None:
+        self.seen.append((attempt.outcome, type(error).__name__ if error else None))
+
+
+async def test_every_attempt_reaches_the_observer() -> None:
+    cat = cheapest_first("a", "b")
+    recorder = Recorder()
+    script = Script(a=[UpstreamRejected("no", status=404)])
+    executor = Executor(
+        {"openai": ScriptedProvider(script)}, cat.secret_for, Timeouts(1, 1, 1), observer=recorder
+    )
+    await executor.complete(Planner(cat).plan(req()), {})
+    assert recorder.seen == [("http", "UpstreamRejected"), ("ok", None)]
