@@ -51,6 +51,7 @@ class Skip:
 
     endpoint_id: str
     reason: str
+    retry_after: float | None = None  # when it is expected back, if known
 
 
 class AttemptObserver(Protocol):
@@ -229,30 +230,33 @@ class Executor:
         once: Callable[[Endpoint, UpstreamCall], Awaitable[_T]],
     ) -> tuple[Endpoint, _T, _Run]:
         run = _Run(plan, time.monotonic() + self._retry.deadline_s, self._max_attempts)
-        last: UpstreamError = UpstreamUnavailable("no endpoint was tried")
-        endpoints = plan.endpoints
-        for i, endpoint in enumerate(endpoints):
+        last: UpstreamError | None = None
+        # Waiting (Retry-After, an open breaker) and retrying up to the whole budget are for
+        # a plan with one endpoint: exacto, or allow_fallbacks=false. Otherwise move on.
+        alone = len(plan.endpoints) == 1
+        for endpoint in plan.endpoints:
             if run.budget <= 0:
                 break
-            final = i == len(endpoints) - 1
             try:
-                if not await self._admit(endpoint, final, run):
+                if not await self._admit(endpoint, alone, run):
                     continue
-                result = await self._try_endpoint(endpoint, body, final, run, once)
+                result = await self._try_endpoint(endpoint, body, alone, run, once)
             except UpstreamError as exc:
                 last = exc
                 if not exc.fallback:
                     break
                 continue
             return endpoint, result, run
-        if last.message == "no endpoint was tried" and run.skipped:
+        if last is None:
+            waits = [s.retry_after for s in run.skipped if s.retry_after is not None]
             last = UpstreamUnavailable(
-                "every endpoint is out of rotation: " + "; ".join(s.reason for s in run.skipped)
+                "every endpoint is out of rotation: " + "; ".join(s.reason for s in run.skipped),
+                retry_after=min(waits) if waits else None,
             )
         raise GenerationFailed(last, run.attempts, run.skipped)
 
-    async def _admit(self, endpoint: Endpoint, final: bool, run: _Run) -> bool:
-        """Whether to call the endpoint now; waits only when it is the last one allowed."""
+    async def _admit(self, endpoint: Endpoint, alone: bool, run: _Run) -> bool:
+        """Whether to call the endpoint now; waits only when no other endpoint is allowed."""
         delay = max(self._retry.backoff_base_s, 0.01)
         while True:
             reason = self._closed_reason(endpoint)
@@ -264,10 +268,11 @@ class Executor:
                 if await gate.claim_probe(endpoint.id, self._clock()):
                     return True
                 reason = "half-open: another request holds the probe"
-            if not final:
-                run.skipped.append(Skip(endpoint.id, f"{endpoint.provider}: {reason}"))
-                return False
             wait = until - self._clock() if phase == "open" else delay
+            if not alone:
+                retry_after = max(wait, 0.0) if phase == "open" else None
+                run.skipped.append(Skip(endpoint.id, f"{endpoint.provider}: {reason}", retry_after))
+                return False
             delay = min(delay * 2, max(self._retry.backoff_max_s, delay))
             if time.monotonic() + wait > run.deadline:
                 raise UpstreamUnavailable(
@@ -293,13 +298,13 @@ class Executor:
         self,
         endpoint: Endpoint,
         body: dict[str, Any],
-        final: bool,
+        alone: bool,
         run: _Run,
         once: Callable[[Endpoint, UpstreamCall], Awaitable[_T]],
     ) -> _T:
         """One endpoint under its tenacity policy: retry transient failures, then give up."""
         policy = self._retry
-        limit = run.budget if final else min(1 + policy.retries_per_endpoint, run.budget)
+        limit = run.budget if alone else min(1 + policy.retries_per_endpoint, run.budget)
         backoff = wait_random_exponential(
             multiplier=policy.backoff_base_s, max=policy.backoff_max_s
         )
@@ -308,7 +313,7 @@ class Executor:
             if not isinstance(exc, UpstreamError) or not exc.retryable:
                 return False
             # A Retry-After sends the request elsewhere at once, unless nowhere else is allowed.
-            return exc.retry_after is None or final
+            return exc.retry_after is None or alone
 
         def wait(state: RetryCallState) -> float:
             outcome = state.outcome

@@ -277,7 +277,8 @@ def rank(
 
     Balanced (when load balancing is on) draws the first of the best group at random by weight,
     unless a warm-cache endpoint scores close enough to lead; nitro and balanced give a fresh
-    endpoint the first place `explore_share` of the time. The rest follow in score order.
+    endpoint the first place `explore_share` of the time (not under an explicit order or
+    sort). The rest follow in score order.
     """
     if len(candidates) <= 1:
         return "only"
@@ -291,7 +292,7 @@ def rank(
     group = candidates[:top]
     pick: Pick = "sorted"
     chosen: Candidate | None = None
-    if mode in ("balanced", "nitro") and policy.explore_share > 0:
+    if mode in ("balanced", "nitro") and load_balance and policy.explore_share > 0:
         fresh = [c for c in group if c.fresh]
         if fresh and len(fresh) < len(group) and rng.random() < policy.explore_share:
             chosen, pick = fresh[int(rng.random() * len(fresh))], "explore"

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import anyio
+
 from gateway.chat.relay import (
     SSE_DONE,
     encode,
@@ -80,8 +82,10 @@ class ChatService:
         return await self._limiter.admit(caller.key, worst_case_of(plan))
 
     async def _release(self, hold: Hold) -> None:
+        """Free a hold without charging; shielded, as it runs while a cancellation unwinds."""
         if self._limiter is not None:
-            await self._limiter.settle(hold, ZERO, 0)
+            with anyio.CancelScope(shield=True):
+                await self._limiter.settle(hold, ZERO, 0)
 
     async def _end(self, event: GenerationEvent, hold: Hold) -> None:
         """The generation's one ledger event, and its key's spend settled with the real cost.
@@ -254,12 +258,14 @@ class ChatService:
         finally:
             if not finished:
                 # The client went away: stop the upstream and record a cancelled generation.
-                await opened.rest.aclose()  # type: ignore[attr-defined]
-                self._executor.finish_stream(opened, None, cancelled=True)
-                event.status, event.cancelled = "cancelled", True
-                event.attempts = opened.attempts
-                event.latency_s = time.monotonic() - started
-                await self._end(event, hold)
+                # Shielded: the server cancelled this task's scope, so any await would re-raise.
+                with anyio.CancelScope(shield=True):
+                    await opened.rest.aclose()  # type: ignore[attr-defined]
+                    self._executor.finish_stream(opened, None, cancelled=True)
+                    event.status, event.cancelled = "cancelled", True
+                    event.attempts = opened.attempts
+                    event.latency_s = time.monotonic() - started
+                    await self._end(event, hold)
 
     def _close_event(
         self,

@@ -104,13 +104,18 @@ class RedisStreamLedger:
 
     async def read(self, count: int, wait_s: float) -> list[Entry]:
         await self._ensure_group()
-        raw = await self._claim(count)
-        if not raw:
-            block = int(wait_s * 1000) if wait_s > 0 else None
-            reply = await self._redis.xreadgroup(
-                GROUP, self.consumer, {self.key: ">"}, count=count, block=block
-            )
-            raw = _entries_of_read(reply)
+        try:
+            raw = await self._claim(count)
+            if not raw:
+                block = int(wait_s * 1000) if wait_s > 0 else None
+                reply = await self._redis.xreadgroup(
+                    GROUP, self.consumer, {self.key: ">"}, count=count, block=block
+                )
+                raw = _entries_of_read(reply)
+        except ResponseError as exc:
+            if "NOGROUP" in str(exc):
+                self._group_ready = False  # the stream was deleted: recreate it next time
+            raise
         return await self._decode(raw)
 
     async def _claim(self, count: int) -> list[tuple[Any, dict[Any, Any]]]:

@@ -70,4 +70,6 @@ def test_serve_on_embedded_default_answers_models(tmp_path: Path) -> None:
             proc.kill()
             proc.wait()
     output = proc.stdout.read().decode() if proc.stdout else ""
-    assert proc.returncode == 0, output
+    # uvicorn re-raises SIGTERM after a clean shutdown, so -SIGTERM is a clean exit too.
+    assert proc.returncode in (0, -signal.SIGTERM), output
+    assert "Application shutdown complete" in output or proc.returncode == 0, output

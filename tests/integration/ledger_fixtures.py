@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from redis.asyncio import Redis
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -120,6 +121,17 @@ async def wait_for_ids(engine: AsyncEngine, ids: list[str], timeout_s: float = 2
         return wanted <= set(await stored_ids(engine))
 
     await poll(landed, timeout_s=timeout_s, what=f"{len(wanted)} generations in the ledger")
+
+
+async def drop_redis_keys(redis_url: str, prefix: str) -> None:
+    """Remove what a test left under its own prefix on the shared Redis."""
+    redis = Redis.from_url(redis_url)
+    try:
+        keys = [key async for key in redis.scan_iter(match=f"{prefix}*")]
+        if keys:
+            await redis.delete(*keys)
+    finally:
+        await redis.aclose()
 
 
 def _run_as_postgres(args: list[str]) -> list[str]:

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import signal
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -19,7 +23,7 @@ from gateway.settings import (
     RoutingSettings,
     Settings,
 )
-from tests.support.gateway import RunningGateway, run_gateway
+from tests.support.gateway import RunningGateway, free_port, run_gateway
 
 MODEL = "openai/gpt-oss-20b"
 # Windows in seconds instead of minutes, so a test sees outages start and end.
@@ -60,7 +64,9 @@ def routing_settings(
 
 
 @asynccontextmanager
-async def gateway_client(settings: Settings) -> AsyncIterator[tuple[RunningGateway, httpx.AsyncClient]]:
+async def gateway_client(
+    settings: Settings,
+) -> AsyncIterator[tuple[RunningGateway, httpx.AsyncClient]]:
     async with run_gateway(settings) as gw, httpx.AsyncClient(base_url=gw.url, timeout=20) as c:
         yield gw, c
 
@@ -105,3 +111,63 @@ async def drop_prefix(redis_url: str, prefix: str) -> None:
             await redis.delete(*keys)
     finally:
         await redis.aclose()
+
+
+@asynccontextmanager
+async def gateway_process(
+    tmp_path: Path, catalog: Path, redis_url: str, redis_prefix: str, **routing: Any
+) -> AsyncIterator[httpx.AsyncClient]:
+    """`gateway serve` as its own process on the same Redis (another replica), and a client.
+
+    Startup is awaited by polling /health without blocking the loop (the simulator runs in it).
+    """
+    port = free_port()
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("GATEWAY_", "DATABASE_URL", "REDIS_"))
+    }
+    env.update(
+        GATEWAY_CATALOG=str(catalog),
+        DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path}/process.sqlite3",
+        REDIS_URL=redis_url,
+        REDIS_PREFIX=redis_prefix,
+    )
+    for name, value in {**FAST_ROUTING, **routing}.items():
+        text = json.dumps(list(value)) if isinstance(value, tuple) else str(value)
+        env[f"GATEWAY_ROUTING_{name.upper()}"] = text
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "gateway.cli",
+        "serve",
+        "--port",
+        str(port),
+        cwd=tmp_path,
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        async with httpx.AsyncClient(base_url=url, timeout=20) as client:
+
+            async def healthy() -> bool:
+                if proc.returncode is not None:
+                    raise AssertionError(f"gateway serve exited with {proc.returncode}")
+                try:
+                    return (await client.get("/health", timeout=1)).status_code == 200
+                except httpx.TransportError:
+                    await asyncio.sleep(0.05)  # the process is still starting: poll again
+                    return False
+
+            await until(healthy, timeout_s=30, what="gateway serve answering /health")
+            yield client
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(proc.wait(), timeout=15)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()

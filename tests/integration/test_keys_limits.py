@@ -187,8 +187,10 @@ async def test_tokens_per_minute_are_counted_from_real_usage(client: httpx.Async
 async def test_a_stream_the_client_drops_releases_its_hold(
     client: httpx.AsyncClient, gateway: RunningGateway
 ):
-    key_id, secret = await create_key(client, name="drop", limit="0.000006")
-    probe = only("slow", max_tokens=30)  # may cost up to ~3.1e-6: fits only while nothing is held
+    # "slow" costs $0.2/M completion tokens: the stream holds ~8.5e-6 of 1e-5, the probe wants
+    # ~6.5e-6, which fits only while nothing is held.
+    key_id, secret = await create_key(client, name="drop", limit="0.00001")
+    probe = only("slow", max_tokens=30)
     async with client.stream(
         "POST",
         "/v1/chat/completions",

@@ -19,6 +19,7 @@ from tests.integration.ledger_fixtures import (
     GatewayProcess,
     chat,
     clean_env,
+    drop_redis_keys,
     poll,
     wait_for_ids,
 )
@@ -117,3 +118,4 @@ async def test_gateway_killed_mid_burst_loses_and_doubles_nothing(
                 process.terminate()
         await engine.dispose()
         await fleet.close()
+        await drop_redis_keys(redis_url, redis_prefix)

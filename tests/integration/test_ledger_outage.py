@@ -20,6 +20,7 @@ from providers.simulator.server import start_fleet
 from tests.integration.ledger_fixtures import (
     chat,
     decimal_json,
+    drop_redis_keys,
     generation_count,
     poll,
     settings_for,
@@ -94,3 +95,4 @@ async def test_postgres_outage_mid_burst_loses_and_doubles_nothing(
         finally:
             await engine.dispose()
             await fleet.close()
+            await drop_redis_keys(redis_url, redis_prefix)

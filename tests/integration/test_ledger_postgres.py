@@ -27,6 +27,7 @@ from tests.integration.ledger_fixtures import (
     attempt_rows,
     chat,
     decimal_json,
+    drop_redis_keys,
     generation_rows,
     settings_for,
     stream_chunks,
@@ -73,8 +74,11 @@ async def gateway(
         tmp_path / "catalog.toml", {"a": fleet.url_for("a"), "b": fleet.url_for("b")}
     )
     settings = settings_for(catalog, pg_database, redis_url=redis_url, redis_prefix=redis_prefix)
-    async with run_gateway(settings) as running:
-        yield running
+    try:
+        async with run_gateway(settings) as running:
+            yield running
+    finally:
+        await drop_redis_keys(redis_url, redis_prefix)
 
 
 async def test_streamed_and_non_streamed_are_recorded_as_the_client_saw_them(

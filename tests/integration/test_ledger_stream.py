@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
 from gateway.ledger.events import GenerationEvent
 from gateway.ledger.stream import RedisStreamLedger
@@ -66,6 +68,21 @@ async def test_an_undecodable_entry_becomes_a_dead_letter(
         dead = await redis.xrange(ledger.dead_key)
         assert len(dead) == 1 and dead[0][1][b"e"] == b"{not json"
         assert await ledger.depth() == 2  # the bad one left the stream, acked
+    finally:
+        await redis.delete(f"{redis_prefix}ledger:events", f"{redis_prefix}ledger:dead")
+        await redis.aclose()
+
+
+async def test_a_deleted_stream_is_recreated(redis_url: str, redis_prefix: str) -> None:
+    redis = Redis.from_url(redis_url)
+    try:
+        ledger = RedisStreamLedger(redis, redis_prefix, claim_idle_s=30)
+        assert await ledger.read(10, 0) == []
+        await redis.delete(ledger.key)  # e.g. an operator flushed Redis
+        with pytest.raises(ResponseError, match="NOGROUP"):
+            await ledger.read(10, 0)
+        await ledger.emit(_event(3))
+        assert [e.event.id for e in await ledger.read(10, 0)] == ["gen-1700000000-s3"]
     finally:
         await redis.delete(f"{redis_prefix}ledger:events", f"{redis_prefix}ledger:dead")
         await redis.aclose()

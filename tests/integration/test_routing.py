@@ -14,13 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from providers.simulator.profile import Failures, Profile
+from providers.simulator.profile import Profile
 from providers.simulator.server import Fleet, start_fleet
 from tests.integration.routing_fixtures import (
     MODEL,
     chat,
     drop_prefix,
     gateway_client,
+    gateway_process,
     routing_settings,
     served_by,
     until,
@@ -152,9 +153,12 @@ async def test_exacto_waits_out_retry_after_but_not_past_its_deadline(
     settings = routing_settings(tmp_path, catalog, redis_url, prefix, generation_timeout_s=5)
     async with gateway_client(settings) as (_, client):
 
+        async def limited_once() -> bool:
+            await asyncio.sleep(0.005)  # a polling interval on the simulator's counter
+            return requests_to(fleet, "a") >= 1
+
         async def heal_after_first_429() -> None:
-            while requests_to(fleet, "a") < 1:
-                await asyncio.sleep(0.005)  # polling the simulator's counter, not a timer
+            await until(limited_once, timeout_s=5, what="the first 429")
             await fleet.set_profile("a", failures={"http_429": 0.0})
 
         healer = asyncio.create_task(heal_after_first_429())
@@ -274,3 +278,56 @@ async def test_explanation_and_filters_over_http(
 
         r = await chat(client, provider={"sort": {"by": "price", "partition": "none"}})
         assert r.headers["X-Route-Mode"] == "floor" and r.json()["provider"] == "a"
+
+
+async def test_a_gateway_process_and_an_in_loop_gateway_agree_on_an_outage(
+    fleet: Fleet, tmp_path: Path, redis_url: str, prefix: str
+) -> None:
+    catalog = write_catalog(tmp_path / "c.toml", {n: fleet.url_for(n) for n in ("a", "b")})
+    settings = routing_settings(tmp_path, catalog, redis_url, prefix)
+    async with (
+        gateway_process(tmp_path, catalog, redis_url, prefix) as other,
+        gateway_client(settings) as (gw, here),
+    ):
+        await fleet.set_profile("a", down=True)
+        while requests_to(fleet, "a") < 3:  # only the other process meets the outage
+            r = await chat(other, provider={"order": ["a", "b"]})
+            assert r.status_code == 200 and r.json()["provider"] == "b"
+        seen = requests_to(fleet, "a")
+
+        async def known_here() -> bool:
+            state = gw.resources.routing.live.snapshot().breaker(f"{MODEL}@a")
+            return state is not None and state.open
+
+        await until(known_here, timeout_s=3, what="the other process's outage to arrive")
+        for _ in range(5):
+            r = await chat(here, provider={"order": ["a", "b"]})
+            assert r.json()["provider"] == "b" and r.headers["X-Route-Attempts"] == "1"
+        assert requests_to(fleet, "a") == seen
+
+
+async def test_a_client_that_disconnects_cancels_the_upstream_stream(
+    tmp_path: Path, redis_url: str, prefix: str
+) -> None:
+    slow = await start_fleet({"a": Profile(completion_tokens=400, tokens_per_s=40)})
+    try:
+        catalog = write_catalog(tmp_path / "c.toml", {"a": slow.url_for("a")})
+        settings = routing_settings(tmp_path, catalog, redis_url, prefix)
+        async with gateway_client(settings) as (_, client):
+            payload = {
+                "model": MODEL,
+                "stream": True,
+                "messages": [{"role": "user", "content": "x"}],
+            }
+            async with client.stream("POST", "/v1/chat/completions", json=payload) as r:
+                async for line in r.aiter_lines():
+                    if line.startswith("data:"):
+                        break  # the first chunk arrived; now walk away mid-answer
+
+            async def upstream_closed() -> bool:
+                await asyncio.sleep(0.01)  # polling interval
+                return slow.open_connections == 0
+
+            await until(upstream_closed, timeout_s=5, what="the upstream stream to be closed")
+    finally:
+        await slow.close()

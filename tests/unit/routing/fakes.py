@@ -29,7 +29,9 @@ def endpoint(provider: str, prompt: str = "0.1", completion: str = "0.5", **extr
     }
 
 
-def catalog(*endpoints: dict, exacto: str | None = None, env: dict[str, str] | None = None) -> Catalog:
+def catalog(
+    *endpoints: dict, exacto: str | None = None, env: dict[str, str] | None = None
+) -> Catalog:
     models: dict[str, dict[str, Any]] = {MODEL: {"name": "small", "context_length": 131072}}
     if exacto:
         models[MODEL]["exacto"] = exacto
@@ -40,9 +42,7 @@ def catalog(*endpoints: dict, exacto: str | None = None, env: dict[str, str] | N
 
 def cheapest_first(*providers: str) -> Catalog:
     """Providers priced 1x, 2x, 3x ... in the order given."""
-    return catalog(
-        *(endpoint(p, f"0.{i + 1}", f"0.{i + 1}") for i, p in enumerate(providers))
-    )
+    return catalog(*(endpoint(p, f"0.{i + 1}", f"0.{i + 1}") for i, p in enumerate(providers)))
 
 
 def stats(

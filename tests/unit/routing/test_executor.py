@@ -166,9 +166,7 @@ def make_error(kind: str) -> UpstreamError | str:
 
 
 def scripts(names):
-    return st.fixed_dictionaries(
-        {n: st.lists(failures.map(make_error), max_size=8) for n in names}
-    )
+    return st.fixed_dictionaries({n: st.lists(failures.map(make_error), max_size=8) for n in names})
 
 
 NAMES = ["a", "b", "c", "d", "e"]
@@ -353,3 +351,29 @@ async def test_every_attempt_reaches_the_observer() -> None:
     )
     await executor.complete(Planner(cat).plan(req()), {})
     assert recorder.seen == [("http", "UpstreamRejected"), ("ok", None)]
+
+
+async def test_every_breaker_open_fails_fast_with_the_earliest_retry_after() -> None:
+    gate = Gate(
+        BreakerState(f"{MODEL}@a", open=True, until=NOW + 9),
+        BreakerState(f"{MODEL}@b", open=True, until=NOW + 4),
+    )
+    script = Script()
+    planner, executor, sleep = setup(cheapest_first("a", "b"), script, gate=gate)
+    with pytest.raises(GenerationFailed) as info:
+        await executor.complete(planner.plan(req()), {})
+    assert script.calls == [] and sleep.delays == []
+    assert info.value.last.http_status == 503 and info.value.last.retry_after == 4
+    assert [s.endpoint_id for s in info.value.skipped] == [f"{MODEL}@a", f"{MODEL}@b"]
+
+
+async def test_retry_after_on_the_last_of_several_endpoints_is_not_waited_for() -> None:
+    script = Script(
+        a=[UpstreamServerError("x", status=500)] * 2,
+        b=[UpstreamRateLimited("x", status=429, retry_after=5)],
+    )
+    planner, executor, sleep = setup(cheapest_first("a", "b"), script)
+    with pytest.raises(GenerationFailed) as info:
+        await executor.complete(planner.plan(req()), {})
+    assert script.calls == ["a", "a", "b"] and 5 not in sleep.delays
+    assert info.value.last.http_status == 429 and info.value.last.retry_after == 5

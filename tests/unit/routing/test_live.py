@@ -66,7 +66,9 @@ async def test_attempts_show_up_in_the_next_snapshot() -> None:
     stats = live(lambda: now[0])
     for _ in range(4):
         stats.observe(
-            attempt(latency_s=0.5, ttft_s=0.1, streamed=True, completion_tokens=40, generation_s=0.4),
+            attempt(
+                latency_s=0.5, ttft_s=0.1, streamed=True, completion_tokens=40, generation_s=0.4
+            ),
             None,
         )
     stats.observe(attempt(), UpstreamServerError("x", status=500))

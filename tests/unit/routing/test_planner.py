@@ -57,7 +57,12 @@ prices = st.decimals(min_value=Decimal("0"), max_value=Decimal("3"), places=3)
 def catalogs_and_prefs(draw):
     names = draw(st.lists(st.sampled_from(NAMES), min_size=1, max_size=6, unique=True))
     eps = [
-        endpoint(n, str(draw(prices)), str(draw(prices)), quantization=draw(st.sampled_from(["fp8", "mxfp4"])))
+        endpoint(
+            n,
+            str(draw(prices)),
+            str(draw(prices)),
+            quantization=draw(st.sampled_from(["fp8", "mxfp4"])),
+        )
         for n in names
     ]
     ignore = draw(st.lists(st.sampled_from(NAMES), max_size=3, unique=True))
@@ -66,11 +71,15 @@ def catalogs_and_prefs(draw):
     mode = draw(st.sampled_from(["balanced", "nitro", "floor"]))
     order = draw(st.none() | st.lists(st.sampled_from(NAMES), min_size=1, max_size=3, unique=True))
     allow = draw(st.booleans())
-    return eps, mode, dict(
-        ignore=tuple(ignore) or None,
-        max_price=MaxPrice(prompt=max_prompt, completion=max_completion),
-        order=tuple(order) if order else None,
-        allow_fallbacks=allow,
+    return (
+        eps,
+        mode,
+        dict(
+            ignore=tuple(ignore) or None,
+            max_price=MaxPrice(prompt=max_prompt, completion=max_completion),
+            order=tuple(order) if order else None,
+            allow_fallbacks=allow,
+        ),
     )
 
 
@@ -369,7 +378,9 @@ def test_exploration_gives_fresh_endpoints_a_share() -> None:
 def cached_catalog():
     return catalog(
         endpoint("a", "1.0", "0.1"),
-        endpoint("b", "1.2", "0.1", price={"prompt": "1.2", "completion": "0.1", "cache_read": "0.1"}),
+        endpoint(
+            "b", "1.2", "0.1", price={"prompt": "1.2", "completion": "0.1", "cache_read": "0.1"}
+        ),
     )
 
 
@@ -390,8 +401,10 @@ def test_a_cache_that_saves_nothing_does_not_make_a_conversation_sticky() -> Non
     memory = AffinityMemory()
     memory.remember("conv", f"{MODEL}@b", 4000, NOW, 300)
     req = RouteRequest(MODEL, "balanced", prompt_tokens=1, affinity_key="conv", explain=True)
-    picks = {planner(cached_catalog(), affinity=memory, seed=s).plan(req).explanation["pick"]
-             for s in range(10)}
+    picks = {
+        planner(cached_catalog(), affinity=memory, seed=s).plan(req).explanation["pick"]
+        for s in range(10)
+    }
     assert picks == {"weighted"}
 
 
@@ -428,5 +441,11 @@ def test_explanation_lists_candidates_components_and_rejections() -> None:
     exp = plan.explanation
     assert exp["mode"] == "balanced" and exp["pick"] == "weighted"
     assert {c["provider"] for c in exp["candidates"]} == {"a", "b"}
-    assert set(exp["candidates"][0]["score"]) >= {"price", "throughput", "latency_ms", "uptime", "cache"}
+    assert set(exp["candidates"][0]["score"]) >= {
+        "price",
+        "throughput",
+        "latency_ms",
+        "uptime",
+        "cache",
+    }
     assert plan.rejected == {f"{MODEL}@c": "ignore: provider.ignore names it"}
