@@ -21,7 +21,7 @@ import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Protocol, cast
@@ -216,12 +216,20 @@ def serve_passthrough(variant: str, port: int, upstream_port: int) -> None:
 
 
 @dataclass(frozen=True)
-class WrkResult:
+class Run:
+    """One wrk run against one target, plus the CPU the target's process spent serving it."""
+
     requests_per_s: float
     p50_ms: float
     p99_ms: float
+    requests: int
     errors: int
+    cpu_s: float = 0.0
     busy: bool = False  # started although other work kept the machine busy
+
+    @property
+    def cpu_us_per_request(self) -> float:
+        return self.cpu_s * 1e6 / max(self.requests, 1)
 
 
 _UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0, "h": 3_600_000.0}
@@ -231,18 +239,20 @@ wrk.body = '{REQUEST_BODY.decode()}'
 """
 
 
-def _latency_ms(output: str, percentile: str) -> float:
-    match = re.search(rf"^\s*{percentile}%\s+([\d.]+)(us|ms|s|m|h)\s*$", output, re.MULTILINE)
+def _search(pattern: str, output: str) -> re.Match[str]:
+    match = re.search(pattern, output, re.MULTILINE)
     if match is None:
-        raise ValueError(f"no {percentile}% latency in wrk output:\n{output}")
+        raise ValueError(f"{pattern!r} not in wrk output:\n{output}")
+    return match
+
+
+def _latency_ms(output: str, percentile: str) -> float:
+    match = _search(rf"^\s*{percentile}%\s+([\d.]+)(us|ms|s|m|h)\s*$", output)
     return float(match[1]) * _UNIT_MS[match[2]]
 
 
-def parse_wrk(output: str, *, busy: bool = False) -> WrkResult:
-    """Requests/sec, p50/p99 and error count from `wrk --latency` output."""
-    rate = re.search(r"^Requests/sec:\s+([\d.]+)", output, re.MULTILINE)
-    if rate is None:
-        raise ValueError(f"no Requests/sec in wrk output:\n{output}")
+def parse_wrk(output: str) -> Run:
+    """Requests/sec, p50/p99, request and error counts from `wrk --latency` output."""
     errors = 0
     if non_2xx := re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output):
         errors += int(non_2xx[1])
@@ -250,27 +260,50 @@ def parse_wrk(output: str, *, busy: bool = False) -> WrkResult:
         r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
     ):
         errors += sum(int(n) for n in sockets.groups())
-    p50, p99 = _latency_ms(output, "50"), _latency_ms(output, "99")
-    return WrkResult(float(rate[1]), p50, p99, errors, busy)
+    return Run(
+        requests_per_s=float(_search(r"^Requests/sec:\s+([\d.]+)", output)[1]),
+        p50_ms=_latency_ms(output, "50"),
+        p99_ms=_latency_ms(output, "99"),
+        requests=int(_search(r"^\s*(\d+) requests in", output)[1]),
+        errors=errors,
+    )
 
 
-def run_wrk(
-    port: int, script: Path, *, connections: int, threads: int, seconds: int, busy: bool = False
-) -> WrkResult:
+def run_wrk(port: int, script: Path, *, connections: int, threads: int, seconds: int) -> Run:
     command = [
-        "wrk",
-        f"-t{min(threads, connections)}",
-        f"-c{connections}",
-        f"-d{seconds}s",
-        "--timeout",
-        "5s",
-        "--latency",
-        "-s",
-        str(script),
-        f"http://{HOST}:{port}{PATH}",
+        *("wrk", f"-t{min(threads, connections)}", f"-c{connections}", f"-d{seconds}s"),
+        *("--timeout", "5s", "--latency", "-s", str(script), f"http://{HOST}:{port}{PATH}"),
     ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 30, check=True)
-    return parse_wrk(done.stdout, busy=busy)
+    return parse_wrk(done.stdout)
+
+
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of `pid` so far (fields 14 and 15 of /proc/<pid>/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_idle_fraction(window_s: float = 0.5) -> float:
+    """Share of all cores idle over `window_s`, from /proc/stat."""
+
+    def sample() -> tuple[int, int]:
+        ticks = [int(n) for n in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+        return ticks[3] + ticks[4], sum(ticks)  # idle + iowait, total
+
+    idle_before, total_before = sample()
+    time.sleep(window_s)
+    idle_after, total_after = sample()
+    return (idle_after - idle_before) / max(total_after - total_before, 1)
+
+
+def wait_for_idle(threshold: float, max_wait_s: float) -> bool:
+    """Wait (bounded) until other work on the machine quiets down; False if it never did."""
+    deadline = time.monotonic() + max_wait_s
+    while cpu_idle_fraction() < threshold:
+        if time.monotonic() > deadline:
+            return False
+    return True
 
 
 def free_port() -> int:
@@ -328,62 +361,59 @@ def serving(role_args: Sequence[str], port: int) -> Iterator[subprocess.Popen[by
 
 
 @dataclass(frozen=True)
+class Target:
+    name: str
+    port: int
+    pid: int
+
+
+@dataclass(frozen=True)
 class Row:
     variant: str
     connections: int
-    runs: tuple[WrkResult, ...]
+    runs: tuple[Run, ...]
 
     @property
-    def median(self) -> WrkResult:
+    def median(self) -> Run:
         """The run with the median req/s (the upper one for an even count)."""
-        ranked = sorted(self.runs, key=lambda run: run.requests_per_s)
-        return ranked[len(ranked) // 2]
+        return sorted(self.runs, key=lambda run: run.requests_per_s)[len(self.runs) // 2]
+
+    @property
+    def median_cpu_us(self) -> float:
+        costs = sorted(run.cpu_us_per_request for run in self.runs)
+        return costs[len(costs) // 2]
 
 
-def cpu_idle_fraction(window_s: float = 0.5) -> float:
-    """Share of all cores idle over `window_s`, from /proc/stat."""
-
-    def sample() -> tuple[int, int]:
-        ticks = [int(n) for n in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
-        return ticks[3] + ticks[4], sum(ticks)  # idle + iowait, total
-
-    idle_before, total_before = sample()
-    time.sleep(window_s)
-    idle_after, total_after = sample()
-    return (idle_after - idle_before) / max(total_after - total_before, 1)
+def measure_once(target: Target, script: Path, connections: int, args: argparse.Namespace) -> Run:
+    busy = args.idle_wait > 0 and not wait_for_idle(args.idle_threshold, args.idle_wait)
+    cpu_before = process_cpu_s(target.pid)
+    run = run_wrk(
+        target.port, script, connections=connections, threads=args.threads, seconds=args.duration
+    )
+    return replace(run, cpu_s=process_cpu_s(target.pid) - cpu_before, busy=busy)
 
 
-def wait_for_idle(threshold: float, max_wait_s: float) -> bool:
-    """Wait (bounded) until other work on the machine quiets down; False if it never did."""
-    deadline = time.monotonic() + max_wait_s
-    while cpu_idle_fraction() < threshold:
-        if time.monotonic() > deadline:
-            return False
-    return True
-
-
-def measure(targets: dict[str, int], script: Path, args: argparse.Namespace) -> list[Row]:
+def measure(targets: Sequence[Target], script: Path, args: argparse.Namespace) -> list[Row]:
     """Every target at every concurrency, `--repeat` rounds interleaved so drift hits all alike."""
-    for port in targets.values():
+    for target in targets:
         if args.warmup > 0:
-            run_wrk(port, script, connections=max(args.connections), threads=1, seconds=args.warmup)
-    runs: dict[tuple[str, int], list[WrkResult]] = {}
+            run_wrk(
+                target.port,
+                script,
+                connections=max(args.connections),
+                threads=1,
+                seconds=args.warmup,
+            )
+    runs: dict[tuple[str, int], list[Run]] = {}
     for round_ in range(1, args.repeat + 1):
         for connections in args.connections:
-            for name, port in targets.items():
-                busy = args.idle_wait > 0 and not wait_for_idle(args.idle_threshold, args.idle_wait)
-                result = run_wrk(
-                    port,
-                    script,
-                    connections=connections,
-                    threads=args.threads,
-                    seconds=args.duration,
-                    busy=busy,
-                )
-                runs.setdefault((name, connections), []).append(result)
+            for target in targets:
+                run = measure_once(target, script, connections, args)
+                runs.setdefault((target.name, connections), []).append(run)
                 print(
-                    f"  round {round_} {name:<18} c={connections:<4} "
-                    f"{result.requests_per_s:>9.0f} req/s{' (machine was busy)' if busy else ''}",
+                    f"  round {round_} {target.name:<18} c={connections:<4} "
+                    f"{run.requests_per_s:>9.0f} req/s {run.cpu_us_per_request:>7.0f} CPU us/req"
+                    f"{' (machine was busy)' if run.busy else ''}",
                     flush=True,
                 )
     return [Row(name, c, tuple(results)) for (name, c), results in runs.items()]
@@ -391,18 +421,17 @@ def measure(targets: dict[str, int], script: Path, args: argparse.Namespace) -> 
 
 def markdown_table(rows: Sequence[Row]) -> str:
     lines = [
-        "| variant | concurrency | req/s | p50 ms | p99 ms | errors | req/s over runs |",
-        "|---|---:|---:|---:|---:|---:|---|",
+        "| variant | concurrency | req/s | p50 ms | p99 ms | server CPU µs/req | errors "
+        "| req/s, each run |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for row in sorted(rows, key=lambda r: r.connections):
         r = row.median
-        spread = " / ".join(
-            f"{run.requests_per_s:,.0f}{'*' if run.busy else ''}" for run in row.runs
-        )
+        each = " / ".join(f"{run.requests_per_s:,.0f}{'*' if run.busy else ''}" for run in row.runs)
         errors = sum(run.errors for run in row.runs)
         lines.append(
-            f"| {row.variant} | {row.connections} | {r.requests_per_s:,.0f} | "
-            f"{r.p50_ms:.2f} | {r.p99_ms:.2f} | {errors} | {spread} |"
+            f"| {row.variant} | {row.connections} | {r.requests_per_s:,.0f} | {r.p50_ms:.2f} | "
+            f"{r.p99_ms:.2f} | {row.median_cpu_us:,.0f} | {errors} | {each} |"
         )
     return "\n".join(lines)
 
@@ -437,14 +466,16 @@ def run_benchmark(args: argparse.Namespace) -> None:
         script = Path(tmp) / "post.lua"
         script.write_text(WRK_SCRIPT)
         upstream_port = free_port()
-        servers.enter_context(serving(["--role", "upstream"], upstream_port))
-        targets = {"upstream (direct)": upstream_port}
+        upstream = servers.enter_context(serving(["--role", "upstream"], upstream_port))
+        targets = [Target("upstream (direct)", upstream_port, upstream.pid)]
         # Idle passthroughs cost nothing; keeping them all up lets rounds interleave.
         for variant in args.variants:
-            targets[variant] = free_port()
+            port = free_port()
             role = ["--role", "passthrough", "--variant", variant]
-            role += ["--upstream-port", str(upstream_port)]
-            servers.enter_context(serving(role, targets[variant]))
+            proc = servers.enter_context(
+                serving([*role, "--upstream-port", str(upstream_port)], port)
+            )
+            targets.append(Target(variant, port, proc.pid))
         rows = measure(targets, script, args)
     print(f"after: {load_average()}")
     print()

@@ -6,6 +6,7 @@ OpenAI-compatible underneath; a server's load and health are watched by `llamacp
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
 from typing import Any, cast
@@ -120,14 +121,30 @@ def usage_with_timings(usage: Usage, timings: Any) -> Usage:
     )
 
 
-def generation_seconds(timings: Any) -> float | None:
-    """Time spent generating output (`predicted_ms`), so tokens/s is `predicted_per_second`."""
+def _positive(value: Any) -> float | None:
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and 0 < value < math.inf
+    return float(value) if ok else None
+
+
+def predicted_seconds(timings: Any) -> float | None:
+    """How long decoding took after the first token (`predicted_ms`)."""
     if not isinstance(timings, dict):
         return None
-    predicted_ms = timings.get("predicted_ms")
-    if isinstance(predicted_ms, int | float) and predicted_ms > 0:
-        return float(predicted_ms) / 1000
-    return None
+    predicted_ms = _positive(timings.get("predicted_ms"))
+    return None if predicted_ms is None else predicted_ms / 1000
+
+
+def generation_seconds(timings: Any, completion_tokens: int) -> float | None:
+    """Generation time such that tokens/s is llama.cpp's own `predicted_per_second`.
+
+    llama.cpp rates the tokens after the first, so this is not quite `predicted_ms`.
+    """
+    if not isinstance(timings, dict):
+        return None
+    per_second = _positive(timings.get("predicted_per_second"))
+    if per_second is not None and completion_tokens > 0:
+        return completion_tokens / per_second
+    return predicted_seconds(timings)
 
 
 def estimate_reasoning_tokens(
@@ -220,10 +237,11 @@ class LlamaCppProvider(OpenAICompatibleProvider):
                 other_chars += _other_chars(message)
         estimated = estimate_reasoning_tokens(usage.completion_tokens, reasoning_chars, other_chars)
         usage = with_reasoning_tokens(usage, estimated)
-        generation = generation_seconds(timings)
-        if generation is not None:
-            # The headers come after the whole answer: the first token came `generation` earlier.
-            ttft = max(latency - generation, 0.0)
+        decoding = predicted_seconds(timings)
+        if decoding is not None:
+            # The headers come after the whole answer; the first token came `decoding` earlier.
+            ttft = max(latency - decoding, 0.0)
+        generation = generation_seconds(timings, usage.completion_tokens)
         return Completion(payload, usage, ttft, latency, generation)
 
     def parse_chunk(self, call: UpstreamCall, data: bytes) -> Chunk:

@@ -7,8 +7,9 @@ which may be called now. One tenacity policy per endpoint, one attempt budget pe
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
@@ -20,38 +21,23 @@ from providers.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from providers.provider import Chunk, Completion, Provider, Timeouts, UpstreamCall
 from providers.usage import Usage
 from routing.affinity import AffinityMemory
+from routing.attempts import Attempt, GenerationFailed, OpenedStream, Served, Skip
 from routing.breaker import Phase
 from routing.planner import Plan
 
+__all__ = [
+    "Attempt",
+    "AttemptObserver",
+    "EndpointGate",
+    "Executor",
+    "GenerationFailed",
+    "OpenedStream",
+    "RetryPolicy",
+    "Served",
+    "Skip",
+]
+
 _T = TypeVar("_T")
-
-
-@dataclass(slots=True)
-class Attempt:
-    """One upstream call and how it ended."""
-
-    endpoint_id: str
-    provider: str
-    started_at: datetime
-    latency_s: float = 0.0
-    ttft_s: float | None = None
-    outcome: str = "ok"  # "ok", "error_finish", "cancelled" or the error class's outcome
-    status: int | None = None
-    error_class: str | None = None
-    message: str | None = None
-    streamed: bool = False
-    completion_tokens: int | None = None
-    generation_s: float | None = None  # time spent generating output, for throughput
-    retry_after_s: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Skip:
-    """An endpoint of the plan that was not called, and why."""
-
-    endpoint_id: str
-    reason: str
-    retry_after: float | None = None  # when it is expected back, if known
 
 
 class AttemptObserver(Protocol):
@@ -76,40 +62,6 @@ class RetryPolicy:
     deadline_s: float = 900.0  # the whole generation: no attempt or wait runs past it
 
 
-class GenerationFailed(Exception):
-    """Every allowed attempt failed; `last` is what the client is told."""
-
-    def __init__(
-        self, last: UpstreamError, attempts: list[Attempt], skipped: list[Skip] | None = None
-    ) -> None:
-        super().__init__(last.message)
-        self.last = last
-        self.attempts = attempts
-        self.skipped = skipped or []
-
-
-@dataclass(slots=True)
-class Served:
-    endpoint: Endpoint
-    completion: Completion
-    attempts: list[Attempt]
-    skipped: list[Skip] = field(default_factory=list)
-
-
-@dataclass(slots=True)
-class OpenedStream:
-    """A stream whose first chunk has arrived: from here on there is no fallback."""
-
-    endpoint: Endpoint
-    first: Chunk
-    rest: AsyncIterator[Chunk]
-    attempts: list[Attempt]
-    started: float  # monotonic start of the serving attempt
-    ttft_s: float = 0.0
-    extra: dict[str, Any] = field(default_factory=dict)
-    skipped: list[Skip] = field(default_factory=list)
-
-
 @dataclass(slots=True)
 class _Run:
     """One generation's progress through its plan."""
@@ -121,6 +73,7 @@ class _Run:
     skipped: list[Skip] = field(default_factory=list)
     started_wall: datetime = field(default_factory=lambda: datetime.now(UTC))
     started: float = 0.0
+    slot: int = -1  # the busy-slot token of the current attempt
 
 
 class Executor:
@@ -148,7 +101,10 @@ class Executor:
         self._affinity = affinity
         self._sleep = sleep
         self._clock = clock
-        self._inflight: dict[str, int] = {}
+        # Busy slots per endpoint (token -> monotonic start), for `max_concurrency`. A slot
+        # whose stream was never finished expires with the attempt's total timeout.
+        self._inflight: dict[str, dict[int, float]] = {}
+        self._slots = itertools.count()
 
     # -- public surface
 
@@ -157,7 +113,7 @@ class Executor:
             return await self._providers[endpoint.kind].complete(call)
 
         endpoint, completion, run = await self._run(plan, body, once)
-        self._release(endpoint)
+        self._release(endpoint, run.slot)
         attempt = self._attempt(endpoint, run.started_wall, run.started, completion.ttft_s)
         usage = completion.usage
         attempt.completion_tokens = usage.completion_tokens
@@ -186,7 +142,7 @@ class Executor:
 
         endpoint, (first, stream), run = await self._run(plan, body, once)
         ttft = time.monotonic() - run.started
-        extra = {"started_wall": run.started_wall, "plan": plan}
+        extra = {"started_wall": run.started_wall, "plan": plan, "slot": run.slot}
         return OpenedStream(
             endpoint, first, stream, run.attempts, run.started, ttft, extra, run.skipped
         )
@@ -204,7 +160,7 @@ class Executor:
         if opened.extra.get("finished"):
             return
         opened.extra["finished"] = True
-        self._release(opened.endpoint)
+        self._release(opened.endpoint, opened.extra.get("slot", -1))
         attempt = self._attempt(
             opened.endpoint, opened.extra["started_wall"], opened.started, opened.ttft_s
         )
@@ -289,8 +245,7 @@ class Executor:
             if phase == "half_open":
                 return "half-open"
         slots = endpoint.max_concurrency
-        busy = self._inflight.get(endpoint.id, 0)
-        if slots is not None and endpoint.spill_over and busy >= slots:
+        if slots is not None and endpoint.spill_over and self._busy(endpoint) >= slots:
             return "every slot is busy"
         return None
 
@@ -359,17 +314,18 @@ class Executor:
         )
         run.budget -= 1
         run.started_wall, run.started = datetime.now(UTC), time.monotonic()
-        self._inflight[endpoint.id] = self._inflight.get(endpoint.id, 0) + 1
+        run.slot = next(self._slots)
+        self._inflight.setdefault(endpoint.id, {})[run.slot] = run.started
         try:
             return await once(endpoint, call)
         except UpstreamError as exc:
-            self._release(endpoint)
+            self._release(endpoint, run.slot)
             self._finish(
                 run.attempts, self._attempt(endpoint, run.started_wall, run.started, None), exc
             )
             raise
         except BaseException:
-            self._release(endpoint)
+            self._release(endpoint, run.slot)
             raise
 
     # -- bookkeeping
@@ -394,12 +350,21 @@ class Executor:
         if self._observer is not None:
             self._observer.observe(attempt, error)
 
-    def _release(self, endpoint: Endpoint) -> None:
-        count = self._inflight.get(endpoint.id, 0) - 1
-        if count > 0:
-            self._inflight[endpoint.id] = count
-        else:
-            self._inflight.pop(endpoint.id, None)
+    def _busy(self, endpoint: Endpoint) -> int:
+        slots = self._inflight.get(endpoint.id)
+        if not slots:
+            return 0
+        stale = time.monotonic() - self._timeouts.total
+        for token in [t for t, started in slots.items() if started < stale]:
+            del slots[token]
+        return len(slots)
+
+    def _release(self, endpoint: Endpoint, slot: int) -> None:
+        slots = self._inflight.get(endpoint.id)
+        if slots is not None:
+            slots.pop(slot, None)
+            if not slots:
+                del self._inflight[endpoint.id]
 
     def _remember(self, plan: Plan, endpoint: Endpoint, usage: Usage) -> None:
         key = plan.request.affinity_key

@@ -37,6 +37,7 @@ class ApiKeyRow(Base):
     pin_mode: Mapped[bool] = mapped_column(Boolean)
     provider: Mapped[dict[str, Any] | None] = mapped_column(JSON_DOCUMENT)
     disabled: Mapped[bool] = mapped_column(Boolean)
+    version: Mapped[int] = mapped_column(Integer)  # +1 per write: orders versions without clocks
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)  # replicas reload what changed
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -30,7 +30,7 @@ class KeyCache:
         for key in keys:
             old = self._by_id.get(key.id)
             if old is not None:
-                if old.updated_at > key.updated_at:
+                if old.version > key.version:
                     continue  # a read that raced a newer write this process already applied
                 self._by_hash.pop(old.key_hash, None)
             self._by_id[key.id] = key

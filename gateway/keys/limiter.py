@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Protocol
 
 from gateway.errors import GatewayError, PaymentRequired, RateLimited
+from gateway.keys.periods import next_reset
 from gateway.keys.pico import from_pico
 from gateway.keys.record import ApiKey
 
@@ -94,6 +96,7 @@ def spend_refused(key: ApiKey, used: int, held: int, amount: int) -> PaymentRequ
     remaining = max(limit - from_pico(used), Decimal(0))
     required = from_pico(amount)
     period = "" if key.limit_reset == "none" else f" {key.limit_reset}"
+    resets = next_reset(key.limit_reset, datetime.now(UTC))
     return PaymentRequired(
         f"this key's{period} spend limit is exhausted: the request may cost up to "
         f"${required.normalize():f} and ${remaining.normalize():f} of ${limit.normalize():f} "
@@ -104,5 +107,6 @@ def spend_refused(key: ApiKey, used: int, held: int, amount: int) -> PaymentRequ
             "limit_reset": key.limit_reset,
             "held": str(from_pico(held).normalize()),
             "required": str(required.normalize()),
+            "resets_at": None if resets is None else resets.isoformat(),
         },
     )

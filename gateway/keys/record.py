@@ -48,6 +48,7 @@ class ApiKey:
     provider: ProviderPreferences | None = None  # enforced under the request's preferences
     disabled: bool = False
     deleted_at: datetime | None = None
+    version: int = 1  # grows with every write; the cache keeps the highest it has seen
 
     @property
     def active(self) -> bool:

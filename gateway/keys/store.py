@@ -63,6 +63,7 @@ def key_of(row: Row[Any]) -> ApiKey:
         provider=None if provider is None else msgspec.convert(provider, ProviderPreferences),
         disabled=row.disabled,
         deleted_at=row.deleted_at,
+        version=row.version,
     )
 
 
@@ -83,6 +84,7 @@ class KeyStore:
             created_at=now,
             updated_at=now,
             deleted_at=None,
+            version=1,
         )
         async with self._engine.begin() as conn:
             await conn.execute(insert(api_keys).values(**values))
@@ -116,7 +118,7 @@ class KeyStore:
             pinned = values.get("pin_mode", row.pin_mode)
             if pinned and values.get("default_mode", row.default_mode) is None:
                 raise ValueError("pin_mode needs a mode")
-            values["updated_at"] = self._clock()
+            values.update(updated_at=self._clock(), version=api_keys.c.version + 1)
             await conn.execute(update(api_keys).where(live).values(**values))
             row = (await conn.execute(select(api_keys).where(api_keys.c.id == key_id))).one()
         return key_of(row)
@@ -127,7 +129,9 @@ class KeyStore:
         live = (api_keys.c.id == key_id) & api_keys.c.deleted_at.is_(None)
         async with self._engine.begin() as conn:
             done = await conn.execute(
-                update(api_keys).where(live).values(deleted_at=now, updated_at=now)
+                update(api_keys)
+                .where(live)
+                .values(deleted_at=now, updated_at=now, version=api_keys.c.version + 1)
             )
             if done.rowcount == 0:
                 return None

@@ -36,6 +36,7 @@ def upgrade() -> None:
         sa.Column("pin_mode", sa.Boolean(), nullable=False),
         sa.Column("provider", sa.JSON().with_variant(JSONB(), "postgresql")),
         sa.Column("disabled", sa.Boolean(), nullable=False),
+        sa.Column("version", sa.Integer(), nullable=False),
         sa.Column("created_at", UTCDateTime(), nullable=False),
         sa.Column("updated_at", UTCDateTime(), nullable=False),
         sa.Column("deleted_at", UTCDateTime()),

@@ -11,13 +11,16 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import httpx
 import openai
 import pytest
 from openai import AsyncOpenAI
 
-from providers.catalog import Price
+from providers.catalog import Endpoint, Price
+from providers.llamacpp import LlamaCppProvider
 from providers.pricing import cost_of
+from providers.provider import UpstreamCall
 from providers.simulator.profile import Profile
 from providers.simulator.server import Fleet, start_fleet
 from providers.usage import Usage
@@ -79,7 +82,10 @@ async def test_only_local_is_answered_by_llama_cpp(
     client: AsyncOpenAI, server: LlamaServer
 ) -> None:
     raw = await client.chat.completions.with_raw_response.create(
-        model=MODEL, messages=HELLO, max_tokens=8, extra_body=ONLY_LOCAL  # type: ignore[arg-type]
+        model=MODEL,
+        messages=HELLO,
+        max_tokens=8,
+        extra_body=ONLY_LOCAL,  # type: ignore[arg-type]
     )
     completion = raw.parse()
     extra = completion.model_extra or {}
@@ -104,33 +110,36 @@ async def test_streamed_answer_ends_with_usage_and_cost(client: AsyncOpenAI) -> 
     )
     chunks = [chunk async for chunk in stream]
     assert {(c.model_extra or {})["provider"] for c in chunks} == {"local"}
-    finish = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+    finish = [
+        c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason
+    ]
     assert len(finish) == 1
     last = chunks[-1]
     assert last.usage is not None and 0 < last.usage.completion_tokens <= 8
     assert Decimal(str((last.usage.model_extra or {})["cost"])) > 0
 
 
-async def test_streams_and_plain_requests_interleave_on_the_pooled_client(
-    client: AsyncOpenAI,
-) -> None:
-    # llama-server drops the connection after each stream; none of these may hit a dead socket.
-    for _ in range(4):
-        stream = await client.chat.completions.create(
-            model=MODEL,
-            messages=HELLO,  # type: ignore[arg-type]
-            max_tokens=2,
-            stream=True,
-            extra_body=ONLY_LOCAL,
-        )
-        assert [c async for c in stream]
-        plain = await client.chat.completions.create(
-            model=MODEL,
-            messages=HELLO,  # type: ignore[arg-type]
-            max_tokens=2,
-            extra_body=ONLY_LOCAL,
-        )
-        assert (plain.model_extra or {})["provider"] == "local"
+async def test_adapter_never_reuses_the_connection_a_stream_ended_on(server: LlamaServer) -> None:
+    # llama-server drops the connection after every stream while saying keep-alive. Without
+    # `Connection: close` most of these plain requests fail on the socket the stream left in the
+    # pool ("Can not write request body"); with it, none may.
+    endpoint = Endpoint(
+        model=MODEL,
+        provider="local",
+        base_url=f"{server.base_url}/v1",
+        upstream_model="gpt-oss-20b",
+        context_length=2048,
+        price=Price(),
+        kind="llamacpp",
+    )
+    call = UpstreamCall(endpoint, {"messages": HELLO, "max_tokens": 2})
+    async with aiohttp.ClientSession() as session:
+        adapter = LlamaCppProvider(session)
+        for _ in range(30):
+            chunks = [chunk async for chunk in adapter.stream(call)]
+            assert chunks[-1].usage is not None
+            done = await adapter.complete(call)
+            assert done.usage.completion_tokens > 0
 
 
 async def test_repeated_prefix_is_cached_and_priced_with_the_discount(
@@ -176,9 +185,8 @@ async def test_speed_comes_from_llama_cpp_timings(
     )
     timings = (completion.model_extra or {})["timings"]
     record = await generation_record(gateway.url, completion.id)
-    assert record["generation_time"] == pytest.approx(timings["predicted_ms"], abs=0.01)
     assert record["throughput"] == pytest.approx(timings["predicted_per_second"], rel=0.01)
-    assert record["time_to_first_token"] <= record["latency"]
+    assert record["time_to_first_token"] <= record["latency"] - timings["predicted_ms"] + 0.01
 
 
 @pytest.fixture(scope="module")
@@ -322,4 +330,3 @@ async def test_harmony_parser_failure_falls_back_to_a_hosted_provider(
             )
         assert failed.value.status_code == 502
         assert "does not match the expected" in json.dumps(failed.value.body)
-

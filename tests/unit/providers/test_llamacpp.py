@@ -156,7 +156,7 @@ def test_finish_drops_reasoning_when_excluded_but_still_counts_it() -> None:
 def test_finish_takes_speed_and_ttft_from_timings() -> None:
     payload = answer({"role": "assistant", "content": "x"}, {"prompt_tokens": 374}, timings=TIMINGS)
     done = provider().finish(call(), payload, ttft=0.5, latency=0.5)
-    assert done.generation_s == pytest.approx(0.120)
+    assert 8 / done.generation_s == pytest.approx(66.6)  # tokens/s is predicted_per_second
     assert done.ttft_s == pytest.approx(0.380)  # headers came after the whole answer
     assert done.latency_s == 0.5
     assert done.usage.completion_tokens == 8  # predicted_n when usage omits it

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from providers.catalog import Catalog, parse_catalog
-from providers.errors import UpstreamError
+from providers.errors import UpstreamError, UpstreamReset
 from providers.provider import Chunk, Completion, UpstreamCall
 from providers.usage import Usage
 from routing.stats import Counts, EndpointStats, Percentiles
@@ -109,8 +109,6 @@ class ScriptedProvider:
             raise outcome
         yield Chunk({"choices": [{"index": 0, "delta": {"content": "h"}}]})
         if outcome == "cut":
-            from providers.errors import UpstreamReset
-
             raise UpstreamReset("cut")
         yield Chunk({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
         yield Chunk({"choices": []}, usage=Usage(10, 5))
