@@ -62,6 +62,12 @@ def _migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _demo(args: argparse.Namespace) -> int:
+    from gateway.demo import main as demo_main
+
+    return demo_main(args.requests)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gateway", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -89,6 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
     simulate = sub.add_parser("simulate", help="run a fleet of simulated providers")
     simulator_cli.add_arguments(simulate)
     simulate.set_defaults(func=simulator_cli.run)
+
+    demo = sub.add_parser("demo", help="simulated fleet + gateway + a burst per routing mode")
+    demo.add_argument("--requests", type=int, default=8, help="requests per mode (default 8)")
+    demo.set_defaults(func=_demo)
     return parser
 
 

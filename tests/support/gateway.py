@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import socket
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import uvicorn
 from litestar import Litestar
 
 from gateway.app import create_app
+from gateway.embedded import serve_in_loop
 from gateway.resources import Resources
 from gateway.settings import Settings
-
-START_DEADLINE_S = 15.0
 
 
 def free_port() -> int:
@@ -48,24 +44,8 @@ async def run_gateway(settings: Settings) -> AsyncIterator[RunningGateway]:
     port = free_port()
     settings.server.port = port
     app = create_app(settings)
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", access_log=False
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    deadline = time.monotonic() + START_DEADLINE_S
-    while not server.started:
-        if task.done():
-            task.result()  # raises the startup error
-            raise RuntimeError("gateway exited during startup")
-        if time.monotonic() > deadline:
-            raise TimeoutError("gateway did not start in time")
-        await asyncio.sleep(0.01)
-    try:
-        yield RunningGateway(f"http://127.0.0.1:{port}", app, settings)
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, timeout=15)
+    async with serve_in_loop(app, "127.0.0.1", port) as url:
+        yield RunningGateway(url, app, settings)
 
 
 def write_catalog(
