@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import AsyncGenerator, AsyncIterator
-from contextlib import aclosing
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from contextlib import aclosing, contextmanager
 from typing import Any, cast
 
 import aiohttp
@@ -179,6 +179,18 @@ def classify(exc: UpstreamError) -> UpstreamError:
     return exc
 
 
+@contextmanager
+def llamacpp_errors() -> Iterator[None]:
+    """Re-raise an upstream error as the class llama-server means by it (see `classify`)."""
+    try:
+        yield
+    except UpstreamError as exc:
+        mapped = classify(exc)
+        if mapped is exc:
+            raise
+        raise mapped from exc
+
+
 def _choices(payload: dict[str, Any]) -> list[dict[str, Any]]:
     choices = payload.get("choices")
     if not isinstance(choices, list):
@@ -215,13 +227,8 @@ class LlamaCppProvider(OpenAICompatibleProvider):
         return translate_body(call.body)
 
     async def _raise_for_status(self, call: UpstreamCall, resp: aiohttp.ClientResponse) -> None:
-        try:
+        with llamacpp_errors():
             await super()._raise_for_status(call, resp)
-        except UpstreamError as exc:
-            mapped = classify(exc)
-            if mapped is exc:
-                raise
-            raise mapped from exc
 
     def finish(
         self, call: UpstreamCall, payload: dict[str, Any], ttft: float, latency: float
@@ -245,13 +252,8 @@ class LlamaCppProvider(OpenAICompatibleProvider):
         return Completion(payload, usage, ttft, latency, generation)
 
     def parse_chunk(self, call: UpstreamCall, data: bytes) -> Chunk:
-        try:
+        with llamacpp_errors():
             return super().parse_chunk(call, data)
-        except UpstreamError as exc:
-            mapped = classify(exc)
-            if mapped is exc:
-                raise
-            raise mapped from exc
 
     async def stream(self, call: UpstreamCall) -> AsyncIterator[Chunk]:
         call = dataclasses.replace(call, body={**call.body, "stream": True})

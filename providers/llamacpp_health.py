@@ -127,7 +127,7 @@ def server_root(endpoint: Endpoint) -> str:
 @dataclass
 class _Server:
     root: str
-    headers: dict[str, str]
+    headers: dict[str, str] = field(repr=False)  # may carry the server's API key
     state: ServerState = field(default_factory=ServerState)
     load_source: LoadSource = "slots"
     context_lengths: dict[str, int] = field(default_factory=dict)  # endpoint id -> catalog

@@ -88,6 +88,15 @@ async def served_by(stack: Stack, **extra: Any) -> str:
     return provider
 
 
+async def listed_server_state(stack: Stack) -> dict[str, Any]:
+    """The llama.cpp state ops see in the endpoints listing."""
+    async with httpx.AsyncClient(base_url=stack.gateway.url) as client:
+        resp = await client.get(f"/api/v1/models/{MODEL}/endpoints")
+    local = next(e for e in resp.json()["data"]["endpoints"] if e["provider_name"] == "local")
+    state: dict[str, Any] = local["stats"]["llamacpp"]
+    return state
+
+
 def local_candidate(answer: Any) -> dict[str, Any]:
     route = (answer.model_extra or {})["route"]
     found: dict[str, Any] = next(c for c in route["candidates"] if c["endpoint"] == LOCAL_ID)
@@ -136,6 +145,7 @@ async def test_busy_slots_spill_over_to_the_hosted_provider(
             )
             # An explicit provider.order doesn't make the busy server queue the request either.
             assert await served_by(stack, provider={"order": ["local", "sim"]}) == "sim"
+            assert (await listed_server_state(stack))["busy_slots"] == 1
 
         await eventually(lambda: stack.monitor.unavailable(LOCAL_ID) is None)
         assert await served_by(stack) == "local"
@@ -214,6 +224,7 @@ async def test_loading_stub_is_unavailable_not_failing(
     async with stack_for(url) as stack:
         state = stack.monitor.state(LOCAL_ID)
         assert state is not None and state.status == "loading"
+        assert (await listed_server_state(stack))["status"] == "loading"
         answer = await stack.ask()
         assert (answer.model_extra or {})["provider"] == "sim"
         assert local_candidate(answer)["gate_reason"] == (

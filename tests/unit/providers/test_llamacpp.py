@@ -183,13 +183,6 @@ def test_reported_reasoning_tokens_win_over_the_estimate() -> None:
     assert with_reasoning_tokens(Usage(completion_tokens=10), 40).reasoning_tokens == 10
 
 
-def test_stream_chunks_rename_reasoning_deltas() -> None:
-    chunk = provider().parse_chunk(
-        call(), b'{"choices":[{"index":0,"delta":{"reasoning_content":"hm"}}]}'
-    )
-    assert chunk.data["choices"][0]["delta"] == {"reasoning_content": "hm"}  # renamed in stream()
-
-
 @pytest.mark.parametrize(
     ("status", "message", "expected"),
     [
