@@ -1,7 +1,7 @@
 """Measure upstream HTTP client transports behind a bare Litestar passthrough, with wrk.
 
-Picks the client the providers use; it is not a benchmark of the gateway itself.
-Run: `.venv/bin/python -m benchmarks.transport [--duration 5] [--connections 16 64]`.
+For choosing the client the providers use; not a benchmark of the gateway itself.
+Run: `.venv/bin/python -m benchmarks.transport [--duration 5] [--connections 16 64] [--repeat 5]`.
 """
 
 from __future__ import annotations

@@ -60,8 +60,11 @@ async def test_balanced_leaves_a_down_provider_within_seconds_and_returns_after_
     catalog = write_catalog(tmp_path / "c.toml", {n: fleet.url_for(n) for n in ("a", "b")})
     settings = routing_settings(tmp_path, catalog, redis_url, prefix)
     async with gateway_client(settings) as (_, client):
-        before = await served_by(client, 30)
-        assert before.count("a") > 15, before  # a is half the price: ~80% of balanced traffic
+
+        async def mostly_a() -> bool:  # a is half the price: ~80% of balanced traffic
+            return (await served_by(client, 10)).count("a") >= 6
+
+        await until(mostly_a, timeout_s=5, what="balanced traffic mostly on the cheapest")
 
         await fleet.set_profile("a", down=True)
         down_at = time.monotonic()
@@ -77,10 +80,7 @@ async def test_balanced_leaves_a_down_provider_within_seconds_and_returns_after_
 
         await fleet.set_profile("a", down=False)
 
-        async def back_on_a() -> bool:
-            return (await served_by(client, 10)).count("a") >= 5
-
-        await until(back_on_a, timeout_s=8, what="traffic back after recovery")
+        await until(mostly_a, timeout_s=8, what="traffic back after recovery")
     assert time.monotonic() - down_at < 15
 
 
@@ -130,17 +130,19 @@ async def test_retry_after_takes_a_provider_out_of_rotation_for_that_long(
         assert requests_to(fleet, "a") == 1
 
         # While Retry-After runs, even a request that orders `a` first doesn't touch it.
-        while time.monotonic() - limited_at < 1.5:
+        while True:
             r = await chat(client, provider={"order": ["a", "b"]})
+            if time.monotonic() - limited_at >= 1.8:
+                break  # this one may have run into the end of the Retry-After
             assert r.json()["provider"] == "b" and r.headers["X-Route-Attempts"] == "1"
-        assert requests_to(fleet, "a") == 1
+            assert requests_to(fleet, "a") == 1
 
         async def tried_again() -> bool:
             await chat(client, provider={"order": ["a", "b"]})
             return requests_to(fleet, "a") > 1
 
         await until(tried_again, timeout_s=3, what="a back in rotation")
-        assert time.monotonic() - limited_at >= 2.0 - 0.15  # not before its Retry-After
+        assert time.monotonic() - started >= 2.0 - 0.05  # not before its Retry-After
 
 
 async def test_exacto_waits_out_retry_after_but_not_past_its_deadline(
@@ -177,7 +179,7 @@ async def test_exacto_waits_out_retry_after_but_not_past_its_deadline(
         started = time.monotonic()
         r = await chat(client, model=f"{MODEL}:exacto")
         assert r.status_code == 429 and int(r.headers["Retry-After"]) >= 29
-        assert time.monotonic() - started < 1.0
+        assert time.monotonic() - started < 1.5  # answered now, not after 30 s
         assert requests_to(fleet, "b") == 0
     await drop_prefix(redis_url, prefix + "x:")
 
