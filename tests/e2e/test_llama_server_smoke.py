@@ -103,7 +103,6 @@ def test_streamed_chat_ends_with_usage_timings_and_done(client: httpx.Client) ->
     # This server version sends `role` on some streams only; when it does, it is the assistant.
     roles = [c["choices"][0]["delta"].get("role") for c in chunks if c["choices"]]
     assert set(roles) <= {"assistant", None}
-    assert any(c["choices"][0]["delta"].get("content") for c in chunks if c["choices"])
     finish = [c for c in chunks if c["choices"] and c["choices"][0]["finish_reason"] is not None]
     assert len(finish) == 1
     last = chunks[-1]
