@@ -8,10 +8,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import anyio
 
@@ -60,6 +60,18 @@ class Answer:
 class StreamAnswer:
     chunks: AsyncIterator[bytes]
     headers: dict[str, str]
+
+
+_R = TypeVar("_R")
+
+
+@dataclass(slots=True)
+class _Begun(Generic[_R]):
+    started: float
+    plan: Plan
+    hold: Hold
+    event: GenerationEvent
+    result: _R
 
 
 class ChatService:
@@ -132,20 +144,38 @@ class ChatService:
         event.latency_s = time.monotonic() - started
         await self._end(event, hold)
 
-    async def complete(self, request: ChatRequest, caller: Caller) -> Answer:
+    async def _begin(
+        self,
+        request: ChatRequest,
+        caller: Caller,
+        streamed: bool,
+        call: Callable[[Plan, dict[str, Any]], Awaitable[_R]],
+    ) -> _Begun[_R]:
+        """Plan, admit the key, run the attempts; a failure is recorded and its hold freed."""
         started = time.monotonic()
-        gen_id = new_generation_id()
         plan = self._planner.plan(request.route)
         hold = await self._admit(caller, plan)
-        event = self._event(gen_id, request, plan, caller, streamed=False)
+        event = self._event(new_generation_id(), request, plan, caller, streamed)
         try:
-            served = await self._executor.complete(plan, request.upstream_body)
+            result = await call(plan, request.upstream_body)
         except GenerationFailed as failed:
             await self._record_failure(event, failed, started, hold)
             raise
         except BaseException:
             await self._release(hold)  # cancelled (client gone) or a bug: free the hold
             raise
+        return _Begun(started, plan, hold, event, result)
+
+    async def complete(self, request: ChatRequest, caller: Caller) -> Answer:
+        begun = await self._begin(request, caller, False, self._executor.complete)
+        started, plan, hold, event, served = (
+            begun.started,
+            begun.plan,
+            begun.hold,
+            begun.event,
+            begun.result,
+        )
+        gen_id = event.id
         completion, endpoint = served.completion, served.endpoint
         cost = cost_of(completion.usage, endpoint.price)
         payload = completion.body
@@ -167,19 +197,15 @@ class ChatService:
 
     async def stream(self, request: ChatRequest, caller: Caller) -> StreamAnswer:
         """Opens the stream (falling back while nothing was sent), then relays it."""
-        started = time.monotonic()
-        gen_id = new_generation_id()
-        plan = self._planner.plan(request.route)
-        hold = await self._admit(caller, plan)
-        event = self._event(gen_id, request, plan, caller, streamed=True)
-        try:
-            opened = await self._executor.open_stream(plan, request.upstream_body)
-        except GenerationFailed as failed:
-            await self._record_failure(event, failed, started, hold)
-            raise
-        except BaseException:
-            await self._release(hold)
-            raise
+        begun = await self._begin(request, caller, True, self._executor.open_stream)
+        started, plan, hold, event, opened = (
+            begun.started,
+            begun.plan,
+            begun.hold,
+            begun.event,
+            begun.result,
+        )
+        gen_id = event.id
         headers = {**self._headers(gen_id, plan, len(opened.attempts) + 1), **hold.headers}
         return StreamAnswer(self._relay(opened, request, plan, event, started, hold), headers)
 
