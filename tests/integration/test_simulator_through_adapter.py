@@ -1,0 +1,122 @@
+"""Each simulated failure kind, as the gateway's own adapter receives and classifies it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from decimal import Decimal
+
+import aiohttp
+import pytest
+
+from providers.catalog import Endpoint, Price
+from providers.errors import (
+    UpstreamError,
+    UpstreamProtocolError,
+    UpstreamRateLimited,
+    UpstreamRejected,
+    UpstreamReset,
+    UpstreamServerError,
+    UpstreamTimeout,
+)
+from providers.openai_compatible import OpenAICompatibleProvider
+from providers.provider import Timeouts, UpstreamCall
+from providers.simulator.profile import Failures, Profile
+from providers.simulator.server import Fleet, start_fleet
+
+BODY = {"model": "m", "messages": [{"role": "user", "content": "hello"}], "max_tokens": 8}
+TIMEOUTS = Timeouts(connect=2.0, first_token=0.5, total=2.0)
+
+
+@pytest.fixture
+async def fleet() -> AsyncIterator[Fleet]:
+    fleet = await start_fleet({"sim": Profile(completion_tokens=6, stream_cut_after=2)})
+    try:
+        yield fleet
+    finally:
+        await fleet.close()
+
+
+@pytest.fixture
+async def adapter() -> AsyncIterator[OpenAICompatibleProvider]:
+    async with aiohttp.ClientSession() as session:
+        yield OpenAICompatibleProvider(session)
+
+
+def _call(fleet: Fleet) -> UpstreamCall:
+    endpoint = Endpoint(
+        model="m",
+        provider="sim",
+        base_url=fleet.url_for("sim"),
+        upstream_model="m",
+        context_length=8192,
+        price=Price(Decimal(1)),
+    )
+    return UpstreamCall(endpoint, BODY, None, TIMEOUTS)
+
+
+@pytest.mark.parametrize(
+    ("kind", "error", "status"),
+    [
+        ("http_500", UpstreamServerError, 500),
+        ("http_502", UpstreamServerError, 502),
+        ("http_503", UpstreamServerError, 503),
+        ("http_429", UpstreamRateLimited, 429),
+        ("hang", UpstreamTimeout, None),
+        ("reset", UpstreamReset, None),
+        ("invalid_json", UpstreamProtocolError, None),
+    ],
+)
+async def test_failure_kinds_are_classified_as_the_upstream_sent_them(
+    fleet: Fleet,
+    adapter: OpenAICompatibleProvider,
+    kind: str,
+    error: type[UpstreamError],
+    status: int | None,
+) -> None:
+    await fleet.set_profile("sim", failures=Failures(**{kind: 1.0}), retry_after_s=7)
+    with pytest.raises(error) as info:
+        await adapter.complete(_call(fleet))
+    assert info.value.status == status
+    if kind == "http_429":
+        assert info.value.retry_after == 7
+        assert not info.value.counts_against_uptime and info.value.rate_limited
+    else:
+        assert info.value.counts_against_uptime
+    assert info.value.fallback
+
+
+async def test_stream_cut_after_k_chunks_surfaces_after_those_chunks(
+    fleet: Fleet, adapter: OpenAICompatibleProvider
+) -> None:
+    await fleet.set_profile("sim", failures=Failures(stream_cut=1.0))
+    received = []
+    with pytest.raises((UpstreamReset, UpstreamProtocolError)):
+        async for chunk in adapter.stream(_call(fleet)):
+            received.append(chunk)
+    assert len(received) == 2  # the chunks sent before the cut still arrived, in order
+
+
+async def test_empty_completion_and_down_and_bad_key(
+    fleet: Fleet, adapter: OpenAICompatibleProvider
+) -> None:
+    await fleet.set_profile("sim", failures=Failures(empty=1.0))
+    completion = await adapter.complete(_call(fleet))
+    assert completion.body["choices"][0]["message"]["content"] == ""
+    await fleet.set_profile("sim", failures=Failures(), down=True)
+    with pytest.raises(UpstreamServerError) as down:
+        await adapter.complete(_call(fleet))
+    assert down.value.status == 503
+    await fleet.set_profile("sim", down=False, api_key="only-this-key")
+    with pytest.raises(UpstreamRejected) as rejected:
+        await adapter.complete(_call(fleet))
+    assert rejected.value.status == 401 and rejected.value.fallback
+
+
+async def test_profile_change_takes_effect_without_restart(
+    fleet: Fleet, adapter: OpenAICompatibleProvider
+) -> None:
+    ok = await adapter.complete(_call(fleet))
+    assert ok.usage.completion_tokens == 6
+    await fleet.set_profile("sim", completion_tokens=3)
+    changed = await adapter.complete(_call(fleet))
+    assert changed.usage.completion_tokens == 3
