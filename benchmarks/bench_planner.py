@@ -16,7 +16,7 @@ from collections.abc import Callable
 from providers.catalog import Catalog, parse_catalog
 from routing.affinity import AffinityMemory
 from routing.breaker import Breakers
-from routing.buckets import Layout, Observation, summarize, tally
+from routing.buckets import Layout, Observation, Outcome, summarize, tally
 from routing.planner import Planner
 from routing.preferences import (
     MaxPrice,
@@ -51,7 +51,10 @@ def catalog_of(n: int) -> Catalog:
         }
         for i in range(n)
     ]
-    raw = {"models": {MODEL: {"name": "bench", "context_length": 131072}}, "endpoints": endpoints}
+    raw: dict[str, object] = {
+        "models": {MODEL: {"name": "bench", "context_length": 131072}},
+        "endpoints": endpoints,
+    }
     return parse_catalog(raw, env={})
 
 
@@ -62,7 +65,7 @@ def snapshot_of(catalog: Catalog, samples: int = 200) -> StatsSnapshot:
     now = time.time()
     for ep in catalog.endpoints:
         for _ in range(samples):
-            outcome = "ok" if rng.random() > 0.02 else "error"
+            outcome: Outcome = "ok" if rng.random() > 0.02 else "error"
             tally(
                 Observation(
                     ep.id,

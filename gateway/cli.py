@@ -49,6 +49,7 @@ def _serve(args: argparse.Namespace) -> int:
         log_level=server.log_level,
         access_log=False,
         lifespan="on",
+        timeout_graceful_shutdown=server.shutdown_timeout_s,
     )
     return 0
 

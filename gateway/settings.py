@@ -23,6 +23,8 @@ class ServerSettings(BaseSettings):
     log_level: str = "info"
     auth: Literal["required", "off"] | None = None  # None: off on loopback, required otherwise
     admin_token: str | None = None
+    # On SIGTERM, in-flight requests (open streams too) get this long before being cut.
+    shutdown_timeout_s: float = Field(default=30.0, gt=0)
 
     @property
     def loopback_only(self) -> bool:

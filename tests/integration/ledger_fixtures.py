@@ -238,7 +238,7 @@ class GatewayProcess:
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(timeout=10)
 
-    def terminate(self, timeout_s: float = 30.0) -> int:
+    def terminate(self, timeout_s: float = 60.0) -> int:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
         try:
@@ -246,7 +246,8 @@ class GatewayProcess:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
-            raise
+            tail = self.output()[-4000:]
+            raise AssertionError(f"gateway did not stop within {timeout_s}s; log tail:\n{tail}")
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
