@@ -24,7 +24,7 @@ class ServerSettings(BaseSettings):
     auth: Literal["required", "off"] | None = None  # None: off on loopback, required otherwise
     admin_token: str | None = None
     # On SIGTERM, in-flight requests (open streams too) get this long before being cut.
-    shutdown_timeout_s: float = Field(default=30.0, gt=0)
+    shutdown_timeout_s: int = Field(default=30, ge=1)
 
     @property
     def loopback_only(self) -> bool:

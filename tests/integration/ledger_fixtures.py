@@ -247,7 +247,9 @@ class GatewayProcess:
             self.proc.kill()
             self.proc.wait()
             tail = self.output()[-4000:]
-            raise AssertionError(f"gateway did not stop within {timeout_s}s; log tail:\n{tail}")
+            raise AssertionError(
+                f"gateway did not stop within {timeout_s}s; log:\n{tail}"
+            ) from None
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
