@@ -17,6 +17,7 @@ from typing import Any, Literal
 import aiohttp
 import msgspec
 
+from providers.background import stop_task
 from providers.catalog import Endpoint, Secret
 
 log = logging.getLogger("providers.llamacpp")
@@ -295,11 +296,8 @@ class LlamaCppMonitor:
         self._task = asyncio.create_task(self.run(), name="llamacpp-monitor")
 
     async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await stop_task(self._task)
+        self._task = None
 
 
 def _json(raw: bytes) -> Any:

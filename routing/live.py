@@ -16,6 +16,7 @@ from types import MappingProxyType
 
 from redis.exceptions import RedisError
 
+from providers.background import stop_task
 from providers.errors import UpstreamError
 from routing.breaker import Breakers, BreakerState, Phase
 from routing.buckets import Observation, Outcome, summarize
@@ -185,11 +186,8 @@ class LiveStats:
 
     async def aclose(self) -> None:
         """Stop the loop and flush what is still buffered."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await stop_task(self._task)
+        self._task = None
         with contextlib.suppress(RedisError, OSError):
             await self.store.aclose()
 

@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from gateway.keys.redis_limiter import RedisLimiter
 from gateway.keys.refresh import KeyRefresher, announce
 from gateway.keys.store import KeyStore
 from gateway.settings import Settings
+from providers.background import stop_task
 
 # One message for every way a key can fail, so a response never hints that a key exists.
 INVALID_KEY = "missing or invalid API key"
@@ -117,6 +117,4 @@ async def open_keyring(
 
 
 async def _stop(task: asyncio.Task[None]) -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    await stop_task(task)

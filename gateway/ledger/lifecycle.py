@@ -5,7 +5,6 @@ in-process), the writer task and the table upkeep task; `open_ledger` is used by
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -26,6 +25,7 @@ from gateway.ledger.stream import RedisStreamLedger
 from gateway.ledger.upkeep import Upkeep, upkeep_for
 from gateway.ledger.writer import LedgerWriter
 from gateway.settings import Settings
+from providers.background import stop_task
 
 log = logging.getLogger("gateway.ledger")
 
@@ -104,7 +104,5 @@ async def open_ledger(
     try:
         yield Ledger(queue, writer)
     finally:
-        upkeep_task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await upkeep_task
+        await stop_task(upkeep_task)
         await writer.stop()

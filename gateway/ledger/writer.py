@@ -18,6 +18,7 @@ from gateway.ledger.metrics import WriterCounters
 from gateway.ledger.rows import InvalidEvent, LedgerRows, rows_of
 from gateway.ledger.source import Entry, LedgerSource
 from gateway.ledger.store import LedgerStore
+from providers.background import stop_task
 
 log = logging.getLogger("gateway.ledger.writer")
 
@@ -70,9 +71,7 @@ class LedgerWriter:
         try:
             await asyncio.wait_for(asyncio.shield(self._task), self._drain_timeout_s + STOP_GRACE_S)
         except TimeoutError:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await stop_task(self._task)
         if not self._source.durable:
             depth = await self._source.depth()
             if depth:
