@@ -117,6 +117,7 @@ def error_response(exc: Exception) -> Response[bytes]:
     headers: dict[str, str] = {}
     code: str | int
     if isinstance(exc, GenerationFailed):
+        headers.update(exc.headers)
         exc = exc.last
     if isinstance(exc, GatewayError | RoutingError):
         status, code, message, metadata = exc.status, exc.code, exc.message, exc.metadata

@@ -32,7 +32,7 @@ _encode = msgspec.json.encode
 
 
 @contextmanager
-def upstream_errors(provider: str) -> Iterator[None]:
+def upstream_errors(provider: str, url: str = "") -> Iterator[None]:
     """Turn transport exceptions into `UpstreamError`s; nothing else converts them."""
     try:
         yield
@@ -41,7 +41,7 @@ def upstream_errors(provider: str) -> Iterator[None]:
     except TimeoutError as exc:
         raise UpstreamTimeout(f"{provider}: upstream timed out") from exc
     except aiohttp.ClientConnectorError as exc:
-        raise UpstreamConnectError(f"{provider}: cannot connect to upstream") from exc
+        raise UpstreamConnectError(f"{provider}: cannot connect to {url or 'upstream'}") from exc
     except (
         aiohttp.ServerDisconnectedError,
         aiohttp.ClientOSError,
@@ -122,7 +122,7 @@ class OpenAICompatibleProvider:
         started = time.monotonic()
         timeout = aiohttp.ClientTimeout(total=t.total, sock_connect=t.connect)
         body = _encode(self.translate(call))
-        with upstream_errors(provider):
+        with upstream_errors(provider, call.endpoint.url):
             async with asyncio.timeout(t.first_token):
                 resp = await self._session.post(
                     f"{call.endpoint.url}/chat/completions",
@@ -162,7 +162,7 @@ class OpenAICompatibleProvider:
             "include_usage": True,
         }
         timeout = aiohttp.ClientTimeout(total=t.total, sock_connect=t.connect)
-        with upstream_errors(provider):
+        with upstream_errors(provider, call.endpoint.url):
             async with asyncio.timeout(t.first_token):
                 resp = await self._session.post(
                     f"{call.endpoint.url}/chat/completions",

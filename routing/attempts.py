@@ -52,6 +52,7 @@ class GenerationFailed(Exception):
         self.last = last
         self.attempts = attempts
         self.skipped = skipped or []
+        self.headers: dict[str, str] = {}  # set by whoever names the generation
 
 
 @dataclass(slots=True)

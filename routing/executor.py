@@ -188,8 +188,9 @@ class Executor:
         run = _Run(plan, time.monotonic() + self._retry.deadline_s, self._max_attempts)
         last: UpstreamError | None = None
         # Waiting (Retry-After, an open breaker) and retrying up to the whole budget are for
-        # a plan with one endpoint: exacto, or allow_fallbacks=false. Otherwise move on.
-        alone = len(plan.endpoints) == 1
+        # a client that pinned one endpoint: exacto, or allow_fallbacks=false. A plan that has
+        # one endpoint only because nothing else is enabled fails fast instead.
+        alone = len(plan.endpoints) == 1 and not plan.allow_fallbacks
         for endpoint in plan.endpoints:
             if run.budget <= 0:
                 break

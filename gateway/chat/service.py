@@ -159,6 +159,7 @@ class ChatService:
         try:
             result = await call(plan, request.upstream_body)
         except GenerationFailed as failed:
+            failed.headers = self._headers(event.id, plan, len(failed.attempts))
             await self._record_failure(event, failed, started, hold)
             raise
         except BaseException:
