@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -19,6 +18,7 @@ from gateway.keys.admin import KeysAdminController
 from gateway.keys.controller import get_current_key
 from gateway.keys.guard import provide_api_key
 from gateway.ledger.controller import ledger_status, metrics
+from gateway.logs import configure_logging
 from gateway.resources import Resources, open_resources
 from gateway.settings import Settings
 
@@ -65,5 +65,6 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
 def app_from_env() -> Litestar:
     """Entry point for `uvicorn --factory` workers: settings come from the environment."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    return create_app(Settings())
+    settings = Settings()
+    configure_logging(settings.server.log_level)
+    return create_app(settings)
