@@ -10,7 +10,7 @@ from litestar.di import NamedDependency
 
 from gateway.resources import Resources
 
-PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
+PROMETHEUS_TEXT = "text/plain; version=0.0.4"  # Litestar appends the charset
 
 
 @get("/api/v1/ledger/status")
