@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
 
 import gateway.keys.commands as keys_commands
 import providers.simulator.cli as simulator_cli
+from providers.catalog import CatalogError, load_catalog
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -27,13 +27,19 @@ def _serve(args: argparse.Namespace) -> int:
         value = getattr(args, flag)
         if value is not None:
             os.environ[env] = str(value)
+    from gateway.logs import configure_logging
     from gateway.settings import Settings
 
     settings = Settings()
+    # Checked here, before migrations and workers: a bad catalog is one line and exit 2, not a
+    # traceback from every worker's lifespan.
+    try:
+        load_catalog(settings.catalog.catalog)
+    except CatalogError as exc:
+        sys.stderr.write("gateway serve: " + " ".join(str(exc).splitlines()) + "\n")
+        return 2
     server = settings.server
-    logging.basicConfig(
-        level=server.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    configure_logging(server.log_level)
     if args.migrate:
         from gateway.ledger.migrate import upgrade_to_head
 

@@ -24,7 +24,10 @@ class CatalogError(ValueError):
 
 
 class Price(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """USD per 1M tokens (and per request), exact decimals."""
+    """USD per 1M tokens (and per request), exact decimals.
+
+    The defaults serve code that builds prices; a catalog must name `prompt` and `completion`.
+    """
 
     prompt: Decimal = Decimal(0)
     completion: Decimal = Decimal(0)
@@ -154,7 +157,7 @@ def parse_catalog(raw: dict[str, object], env: dict[str, str], source: str = "ca
     status: dict[str, EndpointStatus] = {}
     secrets: dict[str, Secret] = {}
     for i, fields in enumerate(doc.endpoints):
-        _reject_float_prices(fields, source, i)
+        _check_raw_price(fields, source, i)
         ep = _convert(Endpoint, fields, source, f"endpoints[{i}]")
         if ep.model not in models:
             raise CatalogError(
@@ -191,15 +194,24 @@ def _status_of(ep: Endpoint, env: dict[str, str], secrets: dict[str, Secret]) ->
 
 
 def _convert(cls: type[_T], fields: object, source: str, where: str) -> _T:
+    # strict: "32768" is not an int nor "true" a bool; decimal strings still become Decimal
     try:
-        return msgspec.convert(fields, cls, strict=False)
+        return msgspec.convert(fields, cls, strict=True)
     except msgspec.ValidationError as exc:
         raise CatalogError(f"{source}: {where}: {exc}") from exc
 
 
-def _reject_float_prices(fields: dict[str, object], source: str, i: int) -> None:
+def _check_raw_price(fields: dict[str, object], source: str, i: int) -> None:
+    """Prices as decimal strings, prompt and completion always named: a price left out would
+    read as free and win `:floor`, and a float would not be exact."""
     price = fields.get("price")
     if isinstance(price, dict):
+        missing = [name for name in ("prompt", "completion") if name not in price]
+        if missing:
+            raise CatalogError(
+                f"{source}: endpoints[{i}].price needs {' and '.join(missing)} "
+                '(USD per 1M tokens as decimal strings; write "0" for a free endpoint)'
+            )
         for name, value in price.items():
             if isinstance(value, float):
                 raise CatalogError(

@@ -8,16 +8,22 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import pool
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from gateway.db.urls import prepare_sqlite_path
 
+if TYPE_CHECKING:
+    from alembic.config import Config
+
 log = logging.getLogger("gateway.ledger.migrate")
+# Alembic logs INFO chatter on import (a line per plugin) and on every run (context impl); the
+# gateway logs its own "migrated" line instead. Its warnings and errors still show. Alembic is
+# imported in the functions below so that this runs first.
+logging.getLogger("alembic").setLevel(logging.WARNING)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 
@@ -26,6 +32,8 @@ def alembic_config(connection: Connection | None = None) -> Config:
     """An Alembic config pointing at `migrations/` (a source checkout or an editable install)."""
     if not (MIGRATIONS_DIR / "env.py").is_file():
         raise RuntimeError(f"Alembic migrations not found at {MIGRATIONS_DIR}")
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.attributes["connection"] = connection
@@ -33,6 +41,8 @@ def alembic_config(connection: Connection | None = None) -> Config:
 
 
 def _upgrade(connection: Connection) -> None:
+    from alembic import command
+
     command.upgrade(alembic_config(connection), "head")
 
 

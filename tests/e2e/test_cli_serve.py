@@ -73,3 +73,34 @@ def test_serve_on_embedded_default_answers_models(tmp_path: Path) -> None:
     # uvicorn re-raises SIGTERM after a clean shutdown, so -SIGTERM is a clean exit too.
     assert proc.returncode in (0, -signal.SIGTERM), output
     assert "Application shutdown complete" in output or proc.returncode == 0, output
+    assert "alembic" not in output, output  # no INFO chatter from migrations, ours says it
+    assert "database migrated to head" in output, output
+
+
+def test_serve_with_a_bad_catalog_exits_2_with_one_line(tmp_path: Path) -> None:
+    catalog = tmp_path / "bad.toml"
+    catalog.write_text(
+        '[models."m/x"]\nname = "x"\ncontext_length = 8192\n\n'
+        '[[endpoints]]\nmodel = "m/x"\nprovider = "free"\nbase_url = "http://127.0.0.1:9/v1"\n'
+        'upstream_model = "x"\ncontext_length = 8192\nprice = {}\n'
+    )
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("GATEWAY_", "DATABASE_URL", "REDIS_"))
+    }
+    command = ["serve", "--catalog", str(catalog), "--port", str(free_port())]
+    done = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", *command],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        timeout=START_DEADLINE_S,
+    )
+    stderr = done.stderr.decode()
+    assert done.returncode == 2, stderr
+    assert stderr.splitlines() == [
+        f"gateway serve: {catalog}: endpoints[0].price needs prompt and completion "
+        '(USD per 1M tokens as decimal strings; write "0" for a free endpoint)'
+    ]
+    assert not (tmp_path / "var").exists()  # nothing started: no migration, no ledger file
