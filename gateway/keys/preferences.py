@@ -86,7 +86,9 @@ def merge_preferences(asked: ProviderPreferences, key: ProviderPreferences) -> P
 
 def route_for_key(route: RouteRequest, key: ApiKey) -> RouteRequest:
     """`route` as decoded with the key's default mode, with the key's pins enforced."""
-    mode = key.default_mode if key.pin_mode and key.default_mode is not None else route.mode
+    if key.pin_mode and key.default_mode is not None:
+        # A pinned mode wins like a model suffix does: over the request's suffix and its sort.
+        route = replace(route, mode=key.default_mode, mode_from_suffix=True)
     if key.provider is None:
-        return route if mode == route.mode else replace(route, mode=mode)
-    return replace(route, mode=mode, preferences=merge_preferences(route.preferences, key.provider))
+        return route
+    return replace(route, preferences=merge_preferences(route.preferences, key.provider))

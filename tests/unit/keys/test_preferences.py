@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from gateway.errors import BadRequest
 from gateway.keys.preferences import merge_preferences, preferences_json, route_for_key
 from gateway.keys.record import ApiKey
+from routing.filters import resolve_mode
 from routing.preferences import MaxPrice, ProviderPreferences, RouteRequest
 
 NOW = datetime.now(UTC)
@@ -24,6 +25,13 @@ def key(**fields) -> ApiKey:
 def test_a_pinned_mode_wins_over_the_requests_suffix():
     route = RouteRequest(model="m", mode="nitro")
     assert route_for_key(route, key(default_mode="exacto", pin_mode=True)).mode == "exacto"
+    # A pin also wins over the request's provider.sort.
+    sorted_route = RouteRequest(
+        model="m", mode="balanced", preferences=ProviderPreferences(sort="price")
+    )
+    assert resolve_mode(sorted_route)[0] == "floor"
+    pinned = route_for_key(sorted_route, key(default_mode="exacto", pin_mode=True))
+    assert resolve_mode(pinned)[0] == "exacto"
     assert route_for_key(route, key(default_mode="exacto")).mode == "nitro"
     assert route_for_key(route, key()) is route
 
