@@ -83,7 +83,7 @@ def _key_options(parser: argparse.ArgumentParser, *, creating: bool) -> None:
         "--pin-mode",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="the key's mode wins over a request's :mode suffix",
+        help="the key's mode wins over a request's :mode suffix and provider.sort",
     )
     parser.add_argument("--only", type=_names, help="provider allowlist, comma-separated")
     parser.add_argument("--ignore", type=_names, help="providers never used, comma-separated")
