@@ -76,9 +76,8 @@ class Backing:
     def dsn(self) -> str:
         return f"{self.postgres}/{self.database}"
 
-    @property
-    def ledger_stream(self) -> str:
-        return f"{self.redis_prefix}ledger:events"
+    def ledger_stream(self, redis_prefix: str) -> str:
+        return f"{redis_prefix}ledger:events"
 
 
 async def _admin(postgres: str, statement: str) -> None:
@@ -186,6 +185,7 @@ class Gateway:
     port: int
     pid: int
     workers: int
+    redis_prefix: str  # its own: limits, stats and ledger stream are not shared with others
 
     @property
     def url(self) -> str:
@@ -217,18 +217,22 @@ def running_gateway(
     log: Path,
     body: bytes,
     source: Path = REPO_ROOT,
+    tag: str = "g",
 ) -> Iterator[Gateway]:
     """`gateway serve` (or granian on the same app factory), ready once it answers a request.
 
-    `source` is the tree whose code runs: another checkout gives an A/B in the same run.
+    `source` is the tree whose code runs: another checkout gives an A/B in the same run. Each
+    gateway gets its own Redis prefix (`tag`): with one shared ledger stream, the writers of idle
+    gateways would write the measured gateway's rows and hide their cost.
     """
 
     def ready() -> bool:
         return answers(port, CHAT_PATH, body, stack.auth_headers, lambda status, _: status == 200)
 
-    env = stack.env
+    prefix = f"{stack.backing.redis_prefix}{tag}:"
+    env = {**stack.env, "REDIS_PREFIX": prefix}
     if source != REPO_ROOT:
         env = {**env, "PYTHONPATH": str(source)}
     command = gateway_command(server, port, workers)
     with serving(command, ready, cwd=source, env=env, log=log) as proc:
-        yield Gateway(name, port, proc.pid, workers)
+        yield Gateway(name, port, proc.pid, workers, prefix)

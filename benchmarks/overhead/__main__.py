@@ -170,7 +170,7 @@ def _start_gateways(
     if args.candidate is not None:
         wanted.append(("candidate, 1 worker", 1, "uvicorn", args.candidate.resolve()))
     gateways = []
-    for name, workers, server, source in wanted:
+    for index, (name, workers, server, source) in enumerate(wanted):
         port = free_port()
         log = logs / f"{name.replace(' ', '-').replace(',', '')}.log"
         say(f"starting {name} on :{port}")
@@ -185,6 +185,7 @@ def _start_gateways(
                     log=log,
                     body=CHAT_BODY,
                     source=source,
+                    tag=f"g{index}",
                 )
             )
         )

@@ -46,7 +46,8 @@ def measure_ledger(
         script = ids_dir / "ledger.lua"
         headers = {**stack.auth_headers, "X-Title": APP_TITLE}
         script.write_text(lua_script(CHAT_BODY, headers, ids_dir=ids_dir))
-        sampler = LagSampler(stack.backing.redis_url, stack.backing.ledger_stream)
+        stream = stack.backing.ledger_stream(gateway.redis_prefix)
+        sampler = LagSampler(stack.backing.redis_url, stream)
         sampler.start()
         try:
             run = run_wrk(gateway.url, script, connections=connections, threads=1, seconds=seconds)

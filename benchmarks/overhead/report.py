@@ -85,8 +85,6 @@ def streaming_table(s: StreamingFigures) -> str:
             f"| {s.chunk_wall_gateway_us:.1f} "
             f"| {s.chunk_wall_gateway_us - s.chunk_wall_direct_us:.1f} |",
             f"| gateway CPU per relayed chunk, µs | | {s.chunk_cpu_gateway_us:.1f} | |",
-            "| gateway CPU per 1-chunk streamed request, µs "
-            f"| | {s.request_cpu_gateway_us:,.0f} | |",
             f"| paced {PACED_INTERVAL_MS:.0f} ms chunks: most chunks in one client read "
             f"| | {s.paced_max_events_per_read} | |",
             f"| paced: gap between chunks at the client p50 / p99 ms "
