@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from gateway.chat.service import ChatService
@@ -29,6 +29,8 @@ from routing.runtime import Routing, RoutingConfig, open_routing
 
 UPSTREAM_POOL_SIZE = 1000  # open upstream connections across all providers
 UPSTREAM_POOL_PER_HOST = 0  # 0: bounded only by the pool
+REDIS_POOL_SIZE = 64  # Redis connections per worker; further commands wait for a free one
+REDIS_POOL_WAIT_S = 10.0  # a command that waits longer fails (LimiterUnavailable, 503)
 
 
 @dataclass
@@ -93,7 +95,14 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
         stack.push_async_callback(engine.dispose)
         redis: Redis | None = None
         if settings.redis.redis_url:
-            redis = Redis.from_url(settings.redis.redis_url)
+            # Bounded and waiting: redis-py's default pool raises MaxConnectionsError past 100
+            # concurrent commands (1,000 streams ending together) instead of queueing them.
+            pool = BlockingConnectionPool.from_url(
+                settings.redis.redis_url,
+                max_connections=REDIS_POOL_SIZE,
+                timeout=REDIS_POOL_WAIT_S,
+            )
+            redis = Redis.from_pool(pool)  # closes the pool with the client
             stack.push_async_callback(redis.aclose)
         ledger = await stack.enter_async_context(open_ledger(settings, engine, redis))
         keyring = await stack.enter_async_context(open_keyring(settings, engine, redis))

@@ -52,6 +52,7 @@ class LedgerWriter:
         self._stopping = asyncio.Event()
         self._deadline = float("inf")
         self._task: asyncio.Task[None] | None = None
+        self._last_batch = 0.0  # monotonic start of the last batch
         self.counters = WriterCounters()
 
     @property
@@ -97,6 +98,13 @@ class LedgerWriter:
         batch = await self._source.read(self._batch_size, wait_s)
         if not batch:
             return False
+        # Linger: a short batch waits out the rest of the flush interval for company, so a
+        # trickle of events costs one transaction per interval instead of one per event.
+        linger = self._last_batch + self._flush_interval_s - time.monotonic()
+        if len(batch) < self._batch_size and linger > 0 and not self._stopping.is_set():
+            await asyncio.sleep(linger)
+            batch += await self._source.read(self._batch_size - len(batch), 0)
+        self._last_batch = time.monotonic()
         pairs: list[Pair] = []
         for entry in batch:
             try:
