@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Makes sure PostgreSQL (127.0.0.1:5432) and Redis (127.0.0.1:6379) answer on loopback:
+# Makes sure PostgreSQL (127.0.0.1:5432) and Redis (127.0.0.1:6379) answer on loopback and wrk
+# is installed:
 # uses running ones, starts installed ones, installs them from Debian packages when missing.
 set -euo pipefail
 
@@ -55,6 +56,11 @@ ensure_redis() {
   wait_for 30 "Redis on 127.0.0.1:$REDIS_PORT" redis_up
 }
 
+ensure_wrk() {  # the load generator of the benchmark harness (and its smoke test)
+  command -v wrk >/dev/null || apt_install wrk
+}
+
 ensure_postgres
 ensure_redis
-echo "services: PostgreSQL 127.0.0.1:$PG_PORT and Redis 127.0.0.1:$REDIS_PORT are up" >&2
+ensure_wrk
+echo "services: PostgreSQL 127.0.0.1:$PG_PORT and Redis 127.0.0.1:$REDIS_PORT are up; wrk is installed" >&2
