@@ -11,7 +11,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 import anyio
 
@@ -65,8 +65,7 @@ class StreamAnswer:
 _R = TypeVar("_R")
 
 
-@dataclass(slots=True)
-class _Begun(Generic[_R]):
+class _Begun(NamedTuple, Generic[_R]):
     started: float
     plan: Plan
     hold: Hold
@@ -168,13 +167,8 @@ class ChatService:
         return _Begun(started, plan, hold, event, result)
 
     async def complete(self, request: ChatRequest, caller: Caller) -> Answer:
-        begun = await self._begin(request, caller, False, self._executor.complete)
-        started, plan, hold, event, served = (
-            begun.started,
-            begun.plan,
-            begun.hold,
-            begun.event,
-            begun.result,
+        started, plan, hold, event, served = await self._begin(
+            request, caller, False, self._executor.complete
         )
         gen_id = event.id
         completion, endpoint = served.completion, served.endpoint
@@ -198,13 +192,8 @@ class ChatService:
 
     async def stream(self, request: ChatRequest, caller: Caller) -> StreamAnswer:
         """Opens the stream (falling back while nothing was sent), then relays it."""
-        begun = await self._begin(request, caller, True, self._executor.open_stream)
-        started, plan, hold, event, opened = (
-            begun.started,
-            begun.plan,
-            begun.hold,
-            begun.event,
-            begun.result,
+        started, plan, hold, event, opened = await self._begin(
+            request, caller, True, self._executor.open_stream
         )
         gen_id = event.id
         headers = {**self._headers(gen_id, plan, len(opened.attempts) + 1), **hold.headers}

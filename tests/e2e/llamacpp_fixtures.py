@@ -7,14 +7,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+import functools
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from tests.support import polling
 from tests.support.llama import LlamaServer, run_llama_server
 
 MODEL = "openai/gpt-oss-20b"
@@ -143,20 +144,7 @@ async def busy_slot(server: LlamaServer, tokens: int = 8000) -> AsyncIterator[No
             await task
 
 
-async def eventually(
-    check: Callable[[], bool | Awaitable[bool]], *, timeout_s: float = 15.0
-) -> None:
-    """Poll `check` until it holds or the deadline passes."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        result = check()
-        if not isinstance(result, bool):
-            result = await result
-        if result:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached before the deadline")
-        await asyncio.sleep(0.02)
+eventually = functools.partial(polling.eventually, timeout_s=15.0, interval_s=0.02)
 
 
 async def generation_record(base_url: str, generation_id: str) -> dict[str, Any]:

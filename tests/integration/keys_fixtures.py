@@ -3,10 +3,9 @@ and an admin token, key creation through the admin API, polling with deadlines."
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import json
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from decimal import Decimal
 from pathlib import Path
@@ -26,6 +25,7 @@ from gateway.settings import (
     ServerSettings,
     Settings,
 )
+from tests.support.polling import eventually
 
 ADMIN_TOKEN = "admin-token-for-tests-0123456789"
 MODEL = "openai/gpt-oss-20b"
@@ -80,17 +80,7 @@ async def create_key(client: httpx.AsyncClient, **spec: Any) -> tuple[str, str]:
     return body["data"]["id"], body["key"]
 
 
-async def poll(
-    check: Callable[[], Awaitable[bool]], *, timeout_s: float = 10.0, what: str = "condition"
-) -> float:
-    """Poll until `check` holds; returns the seconds it took. Fails at the deadline."""
-    started = time.monotonic()
-    while True:
-        if await check():
-            return time.monotonic() - started
-        if time.monotonic() - started > timeout_s:
-            raise AssertionError(f"{what} not reached within {timeout_s} s")
-        await asyncio.sleep(0.01)
+poll = functools.partial(eventually, timeout_s=10.0)
 
 
 @asynccontextmanager

@@ -3,8 +3,8 @@ Postgres cluster, and `gateway serve` as a child process."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
+import functools
 import json
 import os
 import shutil
@@ -12,8 +12,7 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -34,6 +33,7 @@ from gateway.settings import (
     Settings,
 )
 from tests.support.gateway import free_port
+from tests.support.polling import eventually
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 MODEL = "openai/gpt-oss-20b"
@@ -77,15 +77,7 @@ def stream_chunks(text: str) -> list[dict[str, Any]]:
     return [decimal_json(e) for e in events if e != "[DONE]"]
 
 
-async def poll(
-    check: Callable[[], Awaitable[bool]], *, timeout_s: float = 20.0, what: str = "condition"
-) -> None:
-    """Poll until `check` holds; fail at the deadline (never a bare sleep as synchronization)."""
-    deadline = time.monotonic() + timeout_s
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached within {timeout_s}s")
-        await asyncio.sleep(0.05)
+poll = functools.partial(eventually, timeout_s=20.0, interval_s=0.05)
 
 
 async def generation_count(engine: AsyncEngine) -> int:

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import json
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
 
 from providers.simulator import Fleet, Profile, start_fleet
+from tests.support import polling
 
 USER_PROMPT = [{"role": "user", "content": "Say hello in one short sentence."}]
 
@@ -53,17 +53,4 @@ def stream_json(text: str) -> list[dict[str, Any]]:
     return [json.loads(event) for event in sse_events(text) if event != "[DONE]"]
 
 
-async def eventually(
-    check: Callable[[], bool | Awaitable[bool]], *, timeout_s: float = 5.0
-) -> None:
-    """Poll `check` until it holds or the deadline passes (no sleeping as synchronization)."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        result = check()
-        if not isinstance(result, bool):
-            result = await result
-        if result:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached before the deadline")
-        await asyncio.sleep(0.01)
+eventually = functools.partial(polling.eventually, timeout_s=5.0)

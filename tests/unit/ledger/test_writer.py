@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 
 import pytest
@@ -16,6 +16,7 @@ from gateway.ledger.queue import InProcessLedger
 from gateway.ledger.rows import LedgerRows
 from gateway.ledger.source import Entry
 from gateway.ledger.writer import LedgerWriter
+from tests.support.polling import eventually
 from tests.unit.ledger.factories import make_event
 
 
@@ -63,16 +64,7 @@ def fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(writer_module, "BACKOFF_MAX_S", 0.01)
 
 
-async def poll(check: Callable[[], bool | Awaitable[bool]], timeout_s: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        result = check()
-        if not isinstance(result, bool):
-            result = await result
-        if result:
-            return
-        assert time.monotonic() < deadline, "condition not reached before the deadline"
-        await asyncio.sleep(0.005)
+poll = functools.partial(eventually, timeout_s=5.0, interval_s=0.005)
 
 
 def make_writer(queue: InProcessLedger, store: FakeStore, **options: float) -> LedgerWriter:
