@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import signal
 import sys
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ from gateway.settings import (
     Settings,
 )
 from tests.support.gateway import RunningGateway, free_port, run_gateway
+from tests.support.polling import eventually
 
 MODEL = "openai/gpt-oss-20b"
 # Windows in seconds instead of minutes, so a test sees outages start and end.
@@ -91,16 +92,8 @@ async def served_by(client: httpx.AsyncClient, n: int, **body: Any) -> list[str]
     return providers
 
 
-async def until(
-    check: Callable[[], Awaitable[bool]], *, timeout_s: float, what: str = "condition"
-) -> float:
-    """Run `check` until it holds; return the seconds it took. Fails past the deadline."""
-    started = time.monotonic()
-    while not await check():
-        if time.monotonic() - started > timeout_s:
-            raise AssertionError(f"{what} not reached within {timeout_s}s")
-        await asyncio.sleep(0)  # checks do real I/O; this only yields between rounds
-    return time.monotonic() - started
+# Checks do real I/O themselves, so rounds only yield to the loop between them.
+until = functools.partial(eventually, interval_s=0)
 
 
 async def drop_prefix(redis_url: str, prefix: str) -> None:
