@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.db.models import generations
 from providers.simulator.profile import Profile
@@ -24,7 +24,6 @@ from tests.integration.keys_fixtures import (
     create_key,
     decimal_json,
     key_settings,
-    migrate,
     poll,
     redis_client,
 )
@@ -44,16 +43,6 @@ async def fleet() -> AsyncIterator[Fleet]:
         yield fleet
     finally:
         await fleet.close()
-
-
-@pytest.fixture
-async def engine(pg_database: str) -> AsyncIterator[AsyncEngine]:
-    await migrate(pg_database)
-    engine = create_async_engine(pg_database)
-    try:
-        yield engine
-    finally:
-        await engine.dispose()
 
 
 @pytest.fixture

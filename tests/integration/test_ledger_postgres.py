@@ -10,11 +10,10 @@ from pathlib import Path
 import httpx
 import pytest
 from sqlalchemy import func, select, text
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.db.models import generations, usage_hourly
 from gateway.ledger.events import GenerationEvent
-from gateway.ledger.migrate import upgrade_to_head_async
 from gateway.ledger.partitions import PostgresPartitions, partition_name
 from gateway.ledger.rows import rows_of
 from gateway.ledger.store import LedgerStore
@@ -39,14 +38,6 @@ PER_MILLION = Decimal(1_000_000)
 # write_catalog prices: first endpoint prompt 0.01, completion 0.1, cache_read 0.001 per 1M.
 A_PROMPT, A_COMPLETION, A_CACHE_READ = Decimal("0.01"), Decimal("0.1"), Decimal("0.001")
 ORDER_A_B = {"provider": {"order": ["a", "b"], "allow_fallbacks": True}}
-
-
-@pytest.fixture
-async def engine(pg_database: str) -> AsyncIterator[AsyncEngine]:
-    await upgrade_to_head_async(pg_database)
-    engine = create_async_engine(pg_database)
-    yield engine
-    await engine.dispose()
 
 
 @pytest.fixture

@@ -330,6 +330,7 @@ async def test_a_client_that_disconnects_cancels_the_upstream_stream(
                 await asyncio.sleep(0.01)  # polling interval
                 return slow.open_connections == 0
 
-            await until(upstream_closed, timeout_s=5, what="the upstream stream to be closed")
+            took = await until(upstream_closed, timeout_s=5, what="the upstream stream closed")
+            assert took <= 5 and slow.open_connections == 0
     finally:
         await slow.close()
