@@ -48,6 +48,8 @@ def _facts(catalog: Catalog, ep: Endpoint) -> EndpointFacts:
         enabled=status.enabled,
         disabled_reason=status.reason,
         parameters=frozenset(ep.supported_parameters),
+        # Floats only rank and weigh endpoints; no cost is ever computed from them. Billing
+        # uses providers.pricing (Decimal) and max_price filters compare Decimals.
         prompt=float(price.prompt),
         completion=float(price.completion),
         cache_read=float(cache_read),
