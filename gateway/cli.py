@@ -1,4 +1,4 @@
-"""The `gateway` command: serve, migrate, keys, simulate, demo."""
+"""The `gateway` command: serve, ledger-writer, migrate, keys, simulate, demo."""
 
 from __future__ import annotations
 
@@ -6,17 +6,20 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import gateway.keys.commands as keys_commands
 import providers.simulator.cli as simulator_cli
 from providers.catalog import CatalogError, load_catalog
 
+if TYPE_CHECKING:
+    from gateway.settings import Settings
+
 Command = Callable[[argparse.Namespace], int]
+WRITER_STOP_GRACE_S = 10.0  # beyond the ledger drain timeout, before the writer is killed
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
     # Workers are separate processes: they read their settings from the environment.
     for flag, env in (
         ("host", "GATEWAY_HOST"),
@@ -44,6 +47,24 @@ def _serve(args: argparse.Namespace) -> int:
         from gateway.ledger.migrate import upgrade_to_head
 
         upgrade_to_head(settings.database.database_url)
+    if not args.ledger_writer_process:
+        _run_uvicorn(settings)
+        return 0
+    from gateway.ledger.process import writer_process
+
+    if not settings.redis.redis_url:
+        sys.stderr.write("gateway serve: --ledger-writer-process needs REDIS_URL\n")
+        return 2
+    os.environ["GATEWAY_LEDGER_WRITER"] = "external"  # the workers only queue
+    with writer_process(settings.ledger.drain_timeout_s + WRITER_STOP_GRACE_S):
+        _run_uvicorn(settings)
+    return 0
+
+
+def _run_uvicorn(settings: Settings) -> None:
+    import uvicorn
+
+    server = settings.server
     uvicorn.run(
         "gateway.app:app_from_env",
         factory=True,
@@ -57,6 +78,21 @@ def _serve(args: argparse.Namespace) -> int:
         lifespan="on",
         timeout_graceful_shutdown=server.shutdown_timeout_s,
     )
+
+
+def _ledger_writer(args: argparse.Namespace) -> int:
+    import uvloop
+
+    from gateway.ledger.process import run_writer
+    from gateway.logs import configure_logging
+    from gateway.settings import Settings
+
+    settings = Settings()
+    configure_logging(settings.server.log_level)
+    if not settings.redis.redis_url:
+        sys.stderr.write("gateway ledger-writer: set REDIS_URL (it reads the ledger stream)\n")
+        return 2
+    uvloop.run(run_writer(settings))
     return 0
 
 
@@ -90,7 +126,17 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_false",
         help="don't apply database migrations before starting",
     )
+    serve.add_argument(
+        "--ledger-writer-process",
+        action="store_true",
+        help="write the ledger from one process of its own, not in every worker (needs Redis)",
+    )
     serve.set_defaults(func=_serve)
+
+    writer = sub.add_parser(
+        "ledger-writer", help="write the Redis ledger stream to the database (a process of its own)"
+    )
+    writer.set_defaults(func=_ledger_writer)
 
     migrate = sub.add_parser("migrate", help="apply database migrations (Alembic) to head")
     migrate.add_argument("--database-url", default=None, help="default: DATABASE_URL")

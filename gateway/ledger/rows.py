@@ -63,7 +63,8 @@ def _ms(seconds: float | None) -> float | None:
 
 
 def _clip(text: str | None) -> str | None:
-    return None if text is None else text[:MAX_MESSAGE_CHARS]
+    # Postgres text can't hold NUL; an upstream message with one must not cost the row.
+    return None if text is None else text[:MAX_MESSAGE_CHARS].replace("\x00", "")
 
 
 def _builtins(tree: dict[str, Any] | None) -> dict[str, Any] | None:

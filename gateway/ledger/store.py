@@ -1,5 +1,8 @@
 """Landing a batch of generations in the database idempotently, in one transaction: ids already
 stored are skipped and only rows actually inserted reach the rollup, so replays never count twice.
+
+Postgres runs one statement (`gateway.ledger.postgres_batch`); SQLite, the embedded default,
+takes the portable SQLAlchemy path below with the rollup summed in Python.
 """
 
 from __future__ import annotations
@@ -8,10 +11,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import tuple_
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.sqlite import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.db.models import attempts, generations, usage_hourly
+from gateway.ledger.postgres_batch import write_batch
 from gateway.ledger.rollup import (
     KEY_COLUMNS,
     SUM_COLUMNS,
@@ -44,53 +48,45 @@ class LedgerStore:
         if not batch:
             return 0
         await self._upkeep.ensure({rows.generation["created_at"].date() for rows in batch})
-        async with self._engine.begin() as conn:
-            inserted = await self._insert_generations(conn, [r.generation for r in batch])
-            new = [rows for rows in batch if rows.id in inserted]
-            attempt_rows = [a for rows in new for a in rows.attempts]
-            if attempt_rows:
-                await conn.execute(self._insert(attempts).on_conflict_do_nothing(), attempt_rows)
-            totals = rollup(rows.generation for rows in new)
-            if totals:
-                await self._add_rollup(conn, totals)
-        return len(new)
-
-    def _insert(self, table: Any) -> Any:
-        return postgresql.insert(table) if self._postgres else sqlite.insert(table)
-
-    async def _insert_generations(
-        self, conn: AsyncConnection, rows: Sequence[dict[str, Any]]
-    ) -> set[str]:
-        # executemany form: compiled once and cached; SQLAlchemy's "insertmanyvalues" batches the
-        # rows into multi-row INSERTs within the driver's parameter limit. `.values(list)` was
-        # recompiled for every batch (~1-2 ms of CPU per generation, benchmarks/NOTES.md).
-        statement = (
-            self._insert(generations)
-            .on_conflict_do_nothing(index_elements=["id", "created_at"])
-            .returning(generations.c.id)
-        )
-        return set((await conn.execute(statement, list(rows))).scalars().all())
-
-    async def _add_rollup(self, conn: AsyncConnection, totals: dict[RollupKey, RollupSums]) -> None:
-        if not self._postgres:
-            await self._merge_existing(conn, totals)
-        statement = self._insert(usage_hourly)
         if self._postgres:
-            # NUMERIC + NUMERIC in Postgres is exact; rows arrive in key order (no deadlocks).
-            updates = {c: usage_hourly.c[c] + statement.excluded[c] for c in SUM_COLUMNS}
-        else:
-            updates = {c: statement.excluded[c] for c in SUM_COLUMNS}
-        await conn.execute(
-            statement.on_conflict_do_update(index_elements=KEY_COLUMNS, set_=updates),
-            [rollup_row(key, sums) for key, sums in totals.items()],
-        )
+            async with self._engine.connect() as conn:
+                return await write_batch(conn, batch)
+        async with self._engine.begin() as conn:
+            return await _write_portable(conn, batch)
 
-    @staticmethod
-    async def _merge_existing(conn: AsyncConnection, totals: dict[RollupKey, RollupSums]) -> None:
-        """SQLite would add decimal TEXT as REAL: add in Python, then overwrite the row."""
-        key_columns = [usage_hourly.c[c] for c in KEY_COLUMNS]
-        wanted = [tuple(getattr(key, c) for c in KEY_COLUMNS) for key in totals]
-        result = await conn.execute(usage_hourly.select().where(tuple_(*key_columns).in_(wanted)))
-        for row in result.mappings():
-            key = RollupKey(*(row[c] for c in KEY_COLUMNS))
-            totals[key].add(RollupSums(**{c: row[c] for c in SUM_COLUMNS}))
+
+# executemany form, built once: compiled once and cached (`.values(list)` never hits the cache).
+_INSERT_GENERATIONS = (
+    insert(generations)
+    .on_conflict_do_nothing(index_elements=["id", "created_at"])
+    .returning(generations.c.id)
+)
+_INSERT_ATTEMPTS = insert(attempts).on_conflict_do_nothing()
+_upsert = insert(usage_hourly)
+_UPSERT_ROLLUP = _upsert.on_conflict_do_update(
+    index_elements=KEY_COLUMNS, set_={c: _upsert.excluded[c] for c in SUM_COLUMNS}
+)
+
+
+async def _write_portable(conn: AsyncConnection, batch: Sequence[LedgerRows]) -> int:
+    result = await conn.execute(_INSERT_GENERATIONS, [rows.generation for rows in batch])
+    inserted = set(result.scalars().all())
+    new = [rows for rows in batch if rows.id in inserted]
+    attempt_rows = [a for rows in new for a in rows.attempts]
+    if attempt_rows:
+        await conn.execute(_INSERT_ATTEMPTS, attempt_rows)
+    totals = rollup(rows.generation for rows in new)
+    if totals:
+        await _merge_existing(conn, totals)
+        await conn.execute(_UPSERT_ROLLUP, [rollup_row(key, sums) for key, sums in totals.items()])
+    return len(new)
+
+
+async def _merge_existing(conn: AsyncConnection, totals: dict[RollupKey, RollupSums]) -> None:
+    """SQLite would add decimal TEXT as REAL: add in Python, then overwrite the row."""
+    key_columns = [usage_hourly.c[c] for c in KEY_COLUMNS]
+    wanted: list[Any] = [tuple(getattr(key, c) for c in KEY_COLUMNS) for key in totals]
+    result = await conn.execute(usage_hourly.select().where(tuple_(*key_columns).in_(wanted)))
+    for row in result.mappings():
+        key = RollupKey(*(row[c] for c in KEY_COLUMNS))
+        totals[key].add(RollupSums(**{c: row[c] for c in SUM_COLUMNS}))

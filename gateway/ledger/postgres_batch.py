@@ -1,0 +1,134 @@
+"""A ledger batch on Postgres as one statement: generations and attempts go in as JSON
+(`json_populate_recordset`); the rollup adds only the generations that statement inserted.
+
+Runs on the asyncpg connection under SQLAlchemy's pool: no per-row bind processing, one round
+trip, one implicit transaction. SQLite takes the portable path in `gateway.ledger.store`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg  # type: ignore[import-untyped]
+import msgspec
+from sqlalchemy import Table
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from gateway.db.models import attempts, generations
+from gateway.ledger.rollup import KEY_COLUMNS
+from gateway.ledger.rows import LedgerRows
+
+STATEMENT_NAME = "ledger batch (generations, attempts, usage_hourly)"
+
+# The rollup of the inserted generations, in SQL: the same keys and sums, in the same order, as
+# `gateway.ledger.rollup` (tests/unit/ledger/test_postgres_batch.py holds them together).
+ROLLUP_KEYS = {
+    "hour": "date_trunc('hour', created_at, 'UTC')",  # Postgres 12+
+    "api_key_id": "coalesce(api_key_id, '')",
+    "model": "model",
+    "provider": "coalesce(provider, '')",
+    "app": "coalesce(nullif(app_title, ''), nullif(app_referer, ''), '')",  # rows.app_of
+}
+ROLLUP_SUMS = {
+    "requests": "count(*)",
+    "errors": "count(*) FILTER (WHERE status = 'error')",
+    "cancelled": "count(*) FILTER (WHERE cancelled)",
+    "attempts": "sum(attempt_count)",
+    "prompt_tokens": "sum(prompt_tokens)",
+    "completion_tokens": "sum(completion_tokens)",
+    "cached_tokens": "sum(cached_tokens)",
+    "cache_write_tokens": "sum(cache_write_tokens)",
+    "reasoning_tokens": "sum(reasoning_tokens)",
+    "cost": "sum(cost)",  # NUMERIC: exact
+    "cache_discount": "sum(cache_discount)",
+    "upstream_cost": "coalesce(sum(upstream_cost), 0)",
+    "latency_ms_sum": "sum(latency_ms)",
+}
+# What the rollup reads of each inserted generation (the statement's RETURNING).
+ROLLUP_INPUTS = (
+    "created_at",
+    "api_key_id",
+    "model",
+    "provider",
+    "app_referer",
+    "app_title",
+    "status",
+    "cancelled",
+    "attempt_count",
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "cost",
+    "cache_discount",
+    "upstream_cost",
+    "latency_ms",
+)
+
+
+def _names(table: Table) -> str:
+    return ", ".join(c.name for c in table.columns)
+
+
+def batch_statement() -> str:
+    keys = ", ".join(ROLLUP_KEYS.values())
+    positions = ", ".join(str(n + 1) for n in range(len(ROLLUP_KEYS)))
+    # NUMERIC + NUMERIC is exact; rows go in key order, a fixed lock order across writers.
+    updates = ", ".join(f"{c} = usage_hourly.{c} + excluded.{c}" for c in ROLLUP_SUMS)
+    return f"""
+WITH inserted AS (
+    INSERT INTO generations ({_names(generations)})
+    SELECT {_names(generations)} FROM json_populate_recordset(NULL::generations, $1::json)
+    ON CONFLICT (id, created_at) DO NOTHING
+    RETURNING id, {", ".join(ROLLUP_INPUTS)}
+), attempt_rows AS (
+    INSERT INTO attempts ({_names(attempts)})
+    SELECT {", ".join(f"a.{c.name}" for c in attempts.columns)}
+    FROM json_populate_recordset(NULL::attempts, $2::json) AS a
+    JOIN inserted ON inserted.id = a.generation_id AND inserted.created_at = a.created_at
+    ON CONFLICT DO NOTHING
+), rollup_rows AS (
+    INSERT INTO usage_hourly ({", ".join([*ROLLUP_KEYS, *ROLLUP_SUMS])})
+    SELECT {keys}, {", ".join(ROLLUP_SUMS.values())} FROM inserted
+    GROUP BY {positions} ORDER BY {positions}
+    ON CONFLICT ({", ".join(KEY_COLUMNS)}) DO UPDATE SET {updates}
+)
+SELECT count(*) FROM inserted
+"""
+
+
+STATEMENT = batch_statement()
+# Decimal as a JSON string, parsed by NUMERIC's own input: exact. Datetimes as RFC 3339 UTC.
+_encoder = msgspec.json.Encoder(decimal_format="string")
+
+
+def arguments(batch: Sequence[LedgerRows]) -> tuple[str, str]:
+    """The statement's parameters: the generations rows, then the attempts rows, as JSON."""
+    generation_rows = [rows.generation for rows in batch]
+    attempt_rows = [attempt for rows in batch for attempt in rows.attempts]
+    return _encoder.encode(generation_rows).decode(), _encoder.encode(attempt_rows).decode()
+
+
+def _translated(exc: Exception) -> DBAPIError:
+    """asyncpg's error as the SQLAlchemy class the writer sorts by (data error or transient)."""
+    if isinstance(exc, asyncpg.IntegrityConstraintViolationError):
+        return IntegrityError(STATEMENT_NAME, None, exc)
+    if isinstance(exc, asyncpg.DataError):
+        return DataError(STATEMENT_NAME, None, exc)
+    return OperationalError(STATEMENT_NAME, None, exc)
+
+
+async def write_batch(conn: AsyncConnection, batch: Sequence[LedgerRows]) -> int:
+    """Store `batch` (ids unique within it); return how many generations were new."""
+    raw = await conn.get_raw_connection()
+    driver: Any = raw.driver_connection  # asyncpg.Connection
+    try:
+        inserted: int = await driver.fetchval(STATEMENT, *arguments(batch))
+    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+        if driver.is_closed():
+            await conn.invalidate()  # not back into the pool
+        raise _translated(exc) from exc
+    return inserted

@@ -1,0 +1,85 @@
+"""The ledger writer in a process of its own: `gateway serve --ledger-writer-process` records
+every answered generation while its workers only queue; without Redis the setting is moot."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+import httpx
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from gateway.db.models import generations, usage_hourly
+from providers.simulator.profile import Profile
+from providers.simulator.server import start_fleet
+from tests.integration.ledger_fixtures import (
+    GatewayProcess,
+    chat,
+    clean_env,
+    drop_redis_keys,
+    settings_for,
+    wait_for_ids,
+)
+from tests.support.gateway import run_gateway, write_catalog
+
+
+async def test_serve_with_a_writer_process_records_every_answer(
+    tmp_path: Path, pg_database: str, redis_url: str, redis_prefix: str
+) -> None:
+    fleet = await start_fleet({"a": Profile(completion_tokens=8)})
+    catalog = write_catalog(tmp_path / "catalog.toml", {"a": fleet.url_for("a")})
+    env = clean_env(
+        DATABASE_URL=pg_database,
+        REDIS_URL=redis_url,
+        REDIS_PREFIX=redis_prefix,
+        GATEWAY_CATALOG=str(catalog),
+        GATEWAY_LEDGER_FLUSH_INTERVAL_S="0.05",
+    )
+    engine = create_async_engine(pg_database)
+    gateway = GatewayProcess(tmp_path, env, "--ledger-writer-process")
+    try:
+        await gateway.ready()
+        async with httpx.AsyncClient(timeout=30) as client:
+            answered = []
+            for n in range(12):
+                answer = await client.post(f"{gateway.url}/v1/chat/completions", json=chat(f"{n}"))
+                assert answer.status_code == 200, answer.text
+                answered.append(answer.json()["id"])
+            await wait_for_ids(engine, answered)
+            status = (await client.get(f"{gateway.url}/api/v1/ledger/status")).json()
+        assert status["source"] == "redis-stream" and status["writer_running"] is False
+        assert gateway.terminate() in (0, -signal.SIGTERM), gateway.output()
+        assert "ledger writer process started" in gateway.output()
+        async with engine.connect() as conn:
+            requests = await conn.scalar(select(func.sum(usage_hourly.c.requests)))
+        assert requests == len(answered)
+    finally:
+        if gateway.proc.poll() is None:
+            gateway.terminate()
+        await engine.dispose()
+        await fleet.close()
+        await drop_redis_keys(redis_url, redis_prefix)
+
+
+async def test_the_embedded_default_writes_in_process_whatever_the_setting(
+    tmp_path: Path,
+) -> None:
+    fleet = await start_fleet({"a": Profile(completion_tokens=8)})
+    catalog = write_catalog(tmp_path / "catalog.toml", {"a": fleet.url_for("a")})
+    database_url = f"sqlite+aiosqlite:///{tmp_path / 'ledger.sqlite3'}"
+    settings = settings_for(catalog, database_url, writer="external")
+    try:
+        async with run_gateway(settings) as gateway, httpx.AsyncClient(timeout=30) as client:
+            answer = await client.post(f"{gateway.v1}/chat/completions", json=chat())
+            assert answer.status_code == 200, answer.text
+            engine = create_async_engine(database_url)
+            try:
+                await wait_for_ids(engine, [answer.json()["id"]])
+                async with engine.connect() as conn:
+                    stored = await conn.scalar(select(func.count()).select_from(generations))
+                assert stored == 1
+            finally:
+                await engine.dispose()
+    finally:
+        await fleet.close()
