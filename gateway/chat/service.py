@@ -5,7 +5,6 @@ Framework-free: the controller hands it a decoded request and sends back what it
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -31,6 +30,7 @@ from gateway.keys.limiter import Hold, Limiter
 from gateway.keys.record import ANONYMOUS, ApiKey
 from gateway.keys.worst_case import worst_case_of
 from gateway.ledger.events import GenerationEvent, LedgerSink
+from gateway.resp import Batch
 from providers.errors import MidStreamError, UpstreamError
 from providers.pricing import ZERO, cost_of
 from providers.usage import Usage
@@ -99,15 +99,14 @@ class ChatService:
                 await self._limiter.settle(hold, ZERO, 0)
 
     async def _end(self, event: GenerationEvent, hold: Hold) -> None:
-        """The generation's one ledger event, and its key's spend settled with the real cost.
-
-        Two Redis calls, run side by side: the ledger sink exposes no pipeline to share.
-        """
-        if self._limiter is None:
-            await self._ledger.emit(event)
-            return
-        settle = self._limiter.settle(hold, event.cost.total, event.usage.total_tokens)
-        await asyncio.gather(self._ledger.emit(event), settle)
+        """The generation's one ledger event, and its key's spend settled with the real cost:
+        one Redis round trip (DESIGN.md step 6). Raises `LedgerUnavailable` if the event was
+        not queued; a failed settlement is only logged."""
+        batch = Batch()
+        self._ledger.emit_into(batch, event)
+        if self._limiter is not None:
+            self._limiter.settle_into(batch, hold, event.cost.total, event.usage.total_tokens)
+        await batch.send()
 
     def _event(
         self, gen_id: str, request: ChatRequest, plan: Plan, caller: Caller, streamed: bool

@@ -22,6 +22,7 @@ from gateway.keys.record import ANONYMOUS, ApiKey
 from gateway.keys.redis_limiter import RedisLimiter
 from gateway.keys.refresh import KeyRefresher, announce
 from gateway.keys.store import KeyStore
+from gateway.resp import RespClient
 from gateway.settings import Settings
 from providers.background import stop_task
 
@@ -84,16 +85,19 @@ class Keyring:
 
 @asynccontextmanager
 async def open_keyring(
-    settings: Settings, engine: AsyncEngine, redis: Redis | None
+    settings: Settings, engine: AsyncEngine, redis: Redis | None, resp: RespClient | None
 ) -> AsyncIterator[Keyring]:
-    """Load the keys, then keep them current in the background until the app stops."""
+    """Load the keys, then keep them current in the background until the app stops.
+
+    `redis` carries the revocation broadcast; `resp`, the limiter's calls on the request path.
+    """
     keys = settings.keys
     cache, store = KeyCache(), KeyStore(engine)
     refresher = KeyRefresher(store, cache, keys.refresh_interval_s, keys.full_reload_s)
     limiter: Limiter
     channel = changes_channel(settings.redis.redis_prefix)
-    if redis is not None:
-        limiter = RedisLimiter(redis, settings.redis.redis_prefix, keys.hold_ttl_s)
+    if resp is not None:
+        limiter = RedisLimiter(resp, settings.redis.redis_prefix, keys.hold_ttl_s)
     else:
         limiter = InProcessLimiter(keys.hold_ttl_s)
     keyring = Keyring(

@@ -15,6 +15,7 @@ from gateway.errors import GatewayError, PaymentRequired, RateLimited
 from gateway.keys.periods import next_reset
 from gateway.keys.pico import from_pico
 from gateway.keys.record import ApiKey
+from gateway.resp import Batch
 
 WINDOW_S = 60.0  # rate limits are per minute
 HOLD_TTL_S = 960.0  # a hold left by a crashed request is released after this long
@@ -61,6 +62,11 @@ class Limiter(Protocol):
 
     async def settle(self, hold: Hold, cost: Decimal, tokens: int) -> None:
         """Release the hold, add the real cost and tokens; a second call does nothing."""
+        ...
+
+    def settle_into(self, batch: Batch, hold: Hold, cost: Decimal, tokens: int) -> None:
+        """`settle`, as a command in the end-of-request batch (or at once, if it needs no I/O).
+        A failure is logged, never raised: the answer is complete and the ledger has the cost."""
         ...
 
     async def usage(self, key: ApiKey) -> KeyUsage: ...

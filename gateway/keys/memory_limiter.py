@@ -23,6 +23,7 @@ from gateway.keys.periods import periods_at
 from gateway.keys.pico import to_pico
 from gateway.keys.rates import check_requests, check_tokens, spend_tokens
 from gateway.keys.record import ApiKey
+from gateway.resp import Batch
 
 
 class InProcessLimiter:
@@ -76,6 +77,12 @@ class InProcessLimiter:
         return hold
 
     async def settle(self, hold: Hold, cost: Decimal, tokens: int) -> None:
+        self._settle(hold, cost, tokens)
+
+    def settle_into(self, batch: Batch, hold: Hold, cost: Decimal, tokens: int) -> None:
+        self._settle(hold, cost, tokens)  # nothing here waits: settled now, the batch untouched
+
+    def _settle(self, hold: Hold, cost: Decimal, tokens: int) -> None:
         if hold.settled:
             return
         hold.settled = True

@@ -1,6 +1,7 @@
 """The replicas' limiter: every key's rate and spend state in Redis, changed by Lua scripts.
 
-One script call admits a request (rate checks plus an atomic worst-case hold), one settles it.
+One script call admits a request (rate checks plus an atomic worst-case hold), one settles it,
+sent with the ledger event in the end-of-request batch. Both go over the lean `RespClient`.
 Money is integer pico-USD; Lua compares it in two parts, so no step goes through a float.
 """
 
@@ -12,10 +13,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
-
-from redis.asyncio import Redis
-from redis.asyncio.client import Pipeline
-from redis.exceptions import RedisError
 
 from gateway.keys.limiter import (
     HOLD_TTL_S,
@@ -29,6 +26,7 @@ from gateway.keys.limiter import (
 from gateway.keys.periods import KEEP_AFTER_S, periods_at
 from gateway.keys.pico import to_pico
 from gateway.keys.record import ApiKey
+from gateway.resp import Batch, RespClient, RespError
 
 log = logging.getLogger("gateway.keys.limiter")
 
@@ -154,12 +152,13 @@ def _text(value: Any) -> str:
 
 
 class RedisLimiter:
-    def __init__(self, redis: Redis, prefix: str, hold_ttl_s: float = HOLD_TTL_S) -> None:
-        self._redis = redis
+    def __init__(self, client: RespClient, prefix: str, hold_ttl_s: float = HOLD_TTL_S) -> None:
+        self._client = client
         self._prefix = prefix
         self._hold_ttl_ms = int(hold_ttl_s * 1000)
-        self._admit = redis.register_script(ADMIT)
-        self._settle = redis.register_script(SETTLE)
+        self._admit = client.script(ADMIT)
+        self._settle = client.script(SETTLE)
+        self._keep_ms = [int(KEEP_AFTER_S[p] * 1000) for p in ("daily", "weekly", "monthly")]
 
     def _keys(self, key: ApiKey) -> _Keys:
         return _Keys(f"{self._prefix}key:{{{key.id}}}:")
@@ -174,10 +173,10 @@ class RedisLimiter:
         limit = str(to_pico(key.limit)) if key.limit is not None else ""
         try:
             reply = await self._admit(
-                keys=[k("rpm"), k("tpm"), k(f"spend:{counter}"), k("held"), k("holds"), k("exp")],
-                args=[rpm, tpm, limit, amount, hold_id, self._hold_ttl_ms],
+                [k("rpm"), k("tpm"), k(f"spend:{counter}"), k("held"), k("holds"), k("exp")],
+                [rpm, tpm, limit, amount, hold_id, self._hold_ttl_ms],
             )
-        except RedisError as exc:
+        except RespError as exc:
             raise LimiterUnavailable("the limit store is unreachable; retry shortly") from exc
         status, *rest = (_text(part) for part in reply)
         if status == "requests":
@@ -189,51 +188,44 @@ class RedisLimiter:
         headers = rate_headers(rpm, int(rest[0]), int(rest[1]) // 1000) if rpm else {}
         return Hold(key, hold_id, amount, headers)
 
-    async def settle_into(self, pipe: Pipeline, hold: Hold, cost: Decimal, tokens: int) -> bool:
-        """Queue the settlement on someone else's pipeline (the ledger's end-of-request write).
-
-        Returns False, queueing nothing, when the hold was already settled.
-        """
+    def settle_into(self, batch: Batch, hold: Hold, cost: Decimal, tokens: int) -> None:
         if hold.settled:
-            return False
+            return
         hold.settled = True
-        keys, args = self._settle_call(hold, cost, tokens)
-        await self._settle(keys=keys, args=args, client=pipe)  # queues; the pipeline runs it
-        return True
+        command = self._settle.command(*self._settle_call(hold, cost, tokens))
+        batch.add(self._client, command, lambda reply: _settled(hold, reply))
 
     def _settle_call(self, hold: Hold, cost: Decimal, tokens: int) -> tuple[list[str], list[Any]]:
         key = hold.key
         k = self._keys(key)
-        periods = periods_at(datetime.now(UTC))
-        _, day, week, month = periods.counters()
-        keep = [int(KEEP_AFTER_S[p] * 1000) for p in ("daily", "weekly", "monthly")]
+        _, day, week, month = periods_at(datetime.now(UTC)).counters()
         keys = [k("held"), k("holds"), k("exp"), k("tpm"), k("spend:total")]
         keys += [k(f"spend:{day}"), k(f"spend:{week}"), k(f"spend:{month}")]
         tpm = key.rate_limit.tokens_per_minute or 0
-        return keys, [hold.id, to_pico(cost), max(tokens, 0), tpm, *keep]
+        return keys, [hold.id, to_pico(cost), max(tokens, 0), tpm, *self._keep_ms]
 
     async def settle(self, hold: Hold, cost: Decimal, tokens: int) -> None:
-        if hold.settled:
-            return
-        hold.settled = True
-        try:
-            keys, args = self._settle_call(hold, cost, tokens)
-            await self._settle(keys=keys, args=args)
-        except RedisError:
-            # The answer is already out and the ledger has the cost; the hold expires by itself.
-            log.warning(
-                "settling a key's spend failed",
-                extra={"api_key_id": hold.key.id, "hold": hold.id},
-                exc_info=True,
-            )
+        batch = Batch()
+        self.settle_into(batch, hold, cost, tokens)
+        await batch.send()
 
     async def usage(self, key: ApiKey) -> KeyUsage:
         k = self._keys(key)
         _, day, week, month = periods_at(datetime.now(UTC)).counters()
         names = ("spend:total", f"spend:{day}", f"spend:{week}", f"spend:{month}", "held")
         try:
-            values = await self._redis.mget([k(name) for name in names])
-        except RedisError as exc:
+            values = await self._client.execute("MGET", *(k(name) for name in names))
+        except RespError as exc:
             raise LimiterUnavailable("the limit store is unreachable; retry shortly") from exc
         total, daily, weekly, monthly, held = (int(_text(v)) if v else 0 for v in values)
         return KeyUsage(total, daily, weekly, monthly, max(held, 0))
+
+
+def _settled(hold: Hold, reply: Any) -> None:
+    if isinstance(reply, RespError):
+        # The answer is already out and the ledger has the cost; the hold expires by itself.
+        log.warning(
+            "settling a key's spend failed",
+            extra={"api_key_id": hold.key.id, "hold": hold.id},
+            exc_info=reply,
+        )

@@ -10,6 +10,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Protocol
 
+from gateway.resp import Batch
 from providers.pricing import ZERO_COST, Cost
 from providers.usage import Usage
 from routing.executor import Attempt
@@ -55,3 +56,8 @@ class LedgerSink(Protocol):
     """Where the request path hands a finished generation; must not block on the database."""
 
     async def emit(self, event: GenerationEvent) -> None: ...
+
+    def emit_into(self, batch: Batch, event: GenerationEvent) -> None:
+        """`emit`, as a command in the end-of-request batch (or at once, if it needs no I/O);
+        a failure raises from `batch.send()`."""
+        ...

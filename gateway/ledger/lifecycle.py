@@ -24,6 +24,7 @@ from gateway.ledger.store import LedgerStore
 from gateway.ledger.stream import RedisStreamLedger
 from gateway.ledger.upkeep import Upkeep, upkeep_for
 from gateway.ledger.writer import LedgerWriter
+from gateway.resp import Batch, RespClient
 from gateway.settings import Settings
 from providers.background import stop_task
 
@@ -46,6 +47,9 @@ class Ledger:
 
     async def emit(self, event: GenerationEvent) -> None:
         await self._queue.emit(event)
+
+    def emit_into(self, batch: Batch, event: GenerationEvent) -> None:
+        self._queue.emit_into(batch, event)
 
     async def status(self) -> LedgerStatus:
         depth: int | None
@@ -78,18 +82,26 @@ async def _keep_up(upkeep: Upkeep, source: LedgerSource) -> None:
 
 @asynccontextmanager
 async def open_ledger(
-    settings: Settings, engine: AsyncEngine, redis: Redis | None
+    settings: Settings,
+    engine: AsyncEngine,
+    redis: Redis | None,
+    resp: RespClient | None,
+    *,
+    writer_here: bool | None = None,
 ) -> AsyncIterator[Ledger]:
+    """The Redis stream when both clients are given (`resp` for the request path's XADD),
+    else the in-process queue. The writer and upkeep run here unless `settings.ledger.writer`
+    (or `writer_here=False`) leaves a Redis stream to `gateway ledger-writer`."""
     config = settings.ledger
     if engine.dialect.name == "sqlite":
         # The embedded default keeps itself current; Postgres is migrated by `gateway migrate`.
         await upgrade_engine(engine)
     queue: InProcessLedger | RedisStreamLedger
-    if redis is None:
+    if redis is None or resp is None:
         queue = InProcessLedger()
     else:
         queue = RedisStreamLedger(
-            redis, settings.redis.redis_prefix, claim_idle_s=config.claim_idle_s
+            redis, settings.redis.redis_prefix, claim_idle_s=config.claim_idle_s, resp=resp
         )
     upkeep = upkeep_for(engine, config.retention_days)
     writer = LedgerWriter(
@@ -99,8 +111,12 @@ async def open_ledger(
         flush_interval_s=config.flush_interval_s,
         drain_timeout_s=config.drain_timeout_s,
     )
-    upkeep_task = asyncio.create_task(_keep_up(upkeep, queue), name="ledger-upkeep")
-    writer.start()
+    if writer_here is None:
+        writer_here = config.writer == "worker"
+    upkeep_task: asyncio.Task[None] | None = None
+    if writer_here or not queue.durable:  # nobody else can read an in-process queue
+        upkeep_task = asyncio.create_task(_keep_up(upkeep, queue), name="ledger-upkeep")
+        writer.start()
     try:
         yield Ledger(queue, writer)
     finally:

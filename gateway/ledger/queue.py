@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from gateway.ledger.codec import encode_event
 from gateway.ledger.events import GenerationEvent
 from gateway.ledger.source import Entry
+from gateway.resp import Batch
 
 log = logging.getLogger("gateway.ledger.queue")
 
@@ -31,6 +32,12 @@ class InProcessLedger:
         self._next_id = 0
 
     async def emit(self, event: GenerationEvent) -> None:
+        self._put(event)
+
+    def emit_into(self, batch: Batch, event: GenerationEvent) -> None:
+        self._put(event)  # nothing here waits: queued now, the batch untouched
+
+    def _put(self, event: GenerationEvent) -> None:
         self._next_id += 1
         self._waiting.append(Entry(str(self._next_id), event))
         self._arrived.set()

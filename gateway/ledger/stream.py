@@ -1,6 +1,6 @@
 """The production ledger queue: a Redis Stream read by a consumer group of ledger writers.
-emit() is one XADD; writers ack (XACK+XDEL) after commit; a dead writer's entries are claimed
-with XAUTOCLAIM once idle for `claim_idle_s`."""
+emit() is one XADD over the lean `RespClient`; writers ack (XACK+XDEL) after commit over redis-py;
+a dead writer's entries are claimed with XAUTOCLAIM once idle for `claim_idle_s`."""
 
 from __future__ import annotations
 
@@ -10,15 +10,16 @@ import secrets
 import socket
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import ResponseError
 
 from gateway.errors import GatewayError
 from gateway.ledger.codec import EVENT_VERSION, EventDecodeError, decode_event, encode_event
 from gateway.ledger.events import GenerationEvent
 from gateway.ledger.source import Entry
+from gateway.resp import Batch, Command, RespClient, RespError
 
 log = logging.getLogger("gateway.ledger.stream")
 
@@ -72,9 +73,16 @@ class RedisStreamLedger:
     durable = True
 
     def __init__(
-        self, redis: Redis, prefix: str, *, claim_idle_s: float, consumer: str | None = None
+        self,
+        redis: Redis,
+        prefix: str,
+        *,
+        claim_idle_s: float,
+        resp: RespClient,
+        consumer: str | None = None,
     ) -> None:
         self._redis = redis
+        self._resp = resp  # the request path's XADD
         self.key = stream_key(prefix)
         self.dead_key = dead_letter_key(prefix)
         self.consumer = consumer or consumer_name()
@@ -85,12 +93,16 @@ class RedisStreamLedger:
 
     async def emit(self, event: GenerationEvent) -> None:
         try:
-            await self._redis.xadd(
-                self.key, {VERSION_FIELD: EVENT_VERSION, EVENT_FIELD: encode_event(event)}
-            )
-        except (RedisError, OSError) as exc:
-            log.error("ledger event not queued", extra={"generation_id": event.id})
-            raise LedgerUnavailable("the ledger is unavailable; try again") from exc
+            await self._resp.execute(*self._xadd(event))
+        except RespError as exc:
+            _not_queued(event, exc)
+
+    def emit_into(self, batch: Batch, event: GenerationEvent) -> None:
+        batch.add(self._resp, self._xadd(event), lambda reply: _queued(event, reply))
+
+    def _xadd(self, event: GenerationEvent) -> Command:
+        data = encode_event(event)
+        return ("XADD", self.key, "*", VERSION_FIELD, EVENT_VERSION, EVENT_FIELD, data)
 
     async def _ensure_group(self) -> None:
         if self._group_ready:
@@ -198,3 +210,13 @@ class RedisStreamLedger:
                 and consumer["idle"] > DEPARTED_CONSUMER_IDLE_MS
             ):
                 await self._redis.xgroup_delconsumer(self.key, GROUP, name)
+
+
+def _queued(event: GenerationEvent, reply: Any) -> None:
+    if isinstance(reply, RespError):
+        _not_queued(event, reply)
+
+
+def _not_queued(event: GenerationEvent, error: RespError) -> NoReturn:
+    log.error("ledger event not queued", extra={"generation_id": event.id})
+    raise LedgerUnavailable("the ledger is unavailable; try again") from error

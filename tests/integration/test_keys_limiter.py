@@ -10,13 +10,13 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
-from redis.asyncio import Redis
 
 from gateway.errors import PaymentRequired, RateLimited
 from gateway.keys.limiter import Hold
 from gateway.keys.pico import to_pico
 from gateway.keys.record import ApiKey, RateLimit
 from gateway.keys.redis_limiter import RedisLimiter
+from gateway.resp import RespClient
 from tests.integration.keys_fixtures import poll, redis_client
 
 NOW = datetime.now(UTC)
@@ -43,13 +43,15 @@ def key(
 
 
 @pytest.fixture
-async def redis(redis_url: str, redis_prefix: str) -> AsyncIterator[Redis]:
-    async with redis_client(redis_url, redis_prefix) as client:
+async def resp(redis_url: str, redis_prefix: str) -> AsyncIterator[RespClient]:
+    async with redis_client(redis_url, redis_prefix):  # removes the test's keys afterwards
+        client = RespClient.from_url(redis_url)
         yield client
+        await client.aclose()
 
 
-async def test_a_burst_of_admits_holds_no_more_than_the_limit(redis: Redis, redis_prefix: str):
-    limiter = RedisLimiter(redis, redis_prefix)
+async def test_a_burst_of_admits_holds_no_more_than_the_limit(resp: RespClient, redis_prefix: str):
+    limiter = RedisLimiter(resp, redis_prefix)
     capped = key(limit="1")
     results = await asyncio.gather(
         *(limiter.admit(capped, Decimal("0.03")) for _ in range(100)), return_exceptions=True
@@ -62,8 +64,10 @@ async def test_a_burst_of_admits_holds_no_more_than_the_limit(redis: Redis, redi
     assert body["limit"] == "1" and body["required"] == "0.03" and body["held"] == "0.99"
 
 
-async def test_settling_releases_the_hold_and_adds_the_exact_cost(redis: Redis, redis_prefix: str):
-    limiter = RedisLimiter(redis, redis_prefix)
+async def test_settling_releases_the_hold_and_adds_the_exact_cost(
+    resp: RespClient, redis_prefix: str
+):
+    limiter = RedisLimiter(resp, redis_prefix)
     capped = key(limit="0.5", reset="daily")
     hold = await limiter.admit(capped, Decimal("0.4"))
     with pytest.raises(PaymentRequired):
@@ -77,9 +81,11 @@ async def test_settling_releases_the_hold_and_adds_the_exact_cost(redis: Redis, 
     await limiter.admit(capped, Decimal("0.2"))  # room again
 
 
-async def test_money_beyond_float_precision_is_compared_exactly(redis: Redis, redis_prefix: str):
+async def test_money_beyond_float_precision_is_compared_exactly(
+    resp: RespClient, redis_prefix: str
+):
     # 10^6 USD is 10^18 pico-USD, far past 2^53: a float comparison would blur the last digit.
-    limiter = RedisLimiter(redis, redis_prefix)
+    limiter = RedisLimiter(resp, redis_prefix)
     rich = key(limit="1000000", reset="none")
     spent = await limiter.admit(rich, Decimal("999999.999999999998"))
     await limiter.settle(spent, Decimal("999999.999999999998"), tokens=0)
@@ -91,8 +97,8 @@ async def test_money_beyond_float_precision_is_compared_exactly(redis: Redis, re
     assert (await limiter.usage(rich)).total == to_pico(Decimal("999999.999999999998"))
 
 
-async def test_a_dead_requests_hold_expires(redis: Redis, redis_prefix: str):
-    limiter = RedisLimiter(redis, redis_prefix, hold_ttl_s=0.3)
+async def test_a_dead_requests_hold_expires(resp: RespClient, redis_prefix: str):
+    limiter = RedisLimiter(resp, redis_prefix, hold_ttl_s=0.3)
     capped = key(limit="1")
     await limiter.admit(capped, Decimal("1"))  # never settled: the request "died"
     started = time.monotonic()
@@ -110,8 +116,8 @@ async def test_a_dead_requests_hold_expires(redis: Redis, redis_prefix: str):
     assert time.monotonic() - started >= 0.25
 
 
-async def test_requests_per_minute_answer_429_with_the_wait(redis: Redis, redis_prefix: str):
-    limiter = RedisLimiter(redis, redis_prefix)
+async def test_requests_per_minute_answer_429_with_the_wait(resp: RespClient, redis_prefix: str):
+    limiter = RedisLimiter(resp, redis_prefix)
     limited = key(rpm=3)
     holds = [await limiter.admit(limited, Decimal(0)) for _ in range(3)]
     assert [h.headers["X-RateLimit-Remaining"] for h in holds] == ["2", "1", "0"]
@@ -127,9 +133,9 @@ async def test_requests_per_minute_answer_429_with_the_wait(redis: Redis, redis_
 
 
 async def test_tokens_per_minute_refuse_once_the_bucket_is_overdrawn(
-    redis: Redis, redis_prefix: str
+    resp: RespClient, redis_prefix: str
 ):
-    limiter = RedisLimiter(redis, redis_prefix)
+    limiter = RedisLimiter(resp, redis_prefix)
     limited = key(tpm=100)
     hold = await limiter.admit(limited, Decimal(0))
     await limiter.settle(hold, Decimal(0), tokens=150)  # 1.5 minutes' worth

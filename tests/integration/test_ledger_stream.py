@@ -11,6 +11,7 @@ from redis.exceptions import ResponseError
 
 from gateway.ledger.events import GenerationEvent
 from gateway.ledger.stream import RedisStreamLedger
+from gateway.resp import RespClient
 from tests.integration.ledger_fixtures import poll
 
 
@@ -28,10 +29,12 @@ def _event(n: int) -> GenerationEvent:
 async def test_entries_of_a_dead_writer_are_claimed_by_another(
     redis_url: str, redis_prefix: str
 ) -> None:
-    redis = Redis.from_url(redis_url)
+    redis, resp = Redis.from_url(redis_url), RespClient.from_url(redis_url)
     try:
-        dead = RedisStreamLedger(redis, redis_prefix, claim_idle_s=0.2, consumer="dead")
-        alive = RedisStreamLedger(redis, redis_prefix, claim_idle_s=0.2, consumer="alive")
+        dead = RedisStreamLedger(redis, redis_prefix, claim_idle_s=0.2, resp=resp, consumer="dead")
+        alive = RedisStreamLedger(
+            redis, redis_prefix, claim_idle_s=0.2, resp=resp, consumer="alive"
+        )
         for n in range(5):
             await dead.emit(_event(n))
         taken = await dead.read(10, 0)
@@ -52,14 +55,15 @@ async def test_entries_of_a_dead_writer_are_claimed_by_another(
     finally:
         await redis.delete(f"{redis_prefix}ledger:events", f"{redis_prefix}ledger:dead")
         await redis.aclose()
+        await resp.aclose()
 
 
 async def test_an_undecodable_entry_becomes_a_dead_letter(
     redis_url: str, redis_prefix: str
 ) -> None:
-    redis = Redis.from_url(redis_url)
+    redis, resp = Redis.from_url(redis_url), RespClient.from_url(redis_url)
     try:
-        ledger = RedisStreamLedger(redis, redis_prefix, claim_idle_s=30)
+        ledger = RedisStreamLedger(redis, redis_prefix, claim_idle_s=30, resp=resp)
         await ledger.emit(_event(1))
         await redis.xadd(ledger.key, {"v": 1, "e": b"{not json"})
         await ledger.emit(_event(2))
@@ -71,12 +75,13 @@ async def test_an_undecodable_entry_becomes_a_dead_letter(
     finally:
         await redis.delete(f"{redis_prefix}ledger:events", f"{redis_prefix}ledger:dead")
         await redis.aclose()
+        await resp.aclose()
 
 
 async def test_a_deleted_stream_is_recreated(redis_url: str, redis_prefix: str) -> None:
-    redis = Redis.from_url(redis_url)
+    redis, resp = Redis.from_url(redis_url), RespClient.from_url(redis_url)
     try:
-        ledger = RedisStreamLedger(redis, redis_prefix, claim_idle_s=30)
+        ledger = RedisStreamLedger(redis, redis_prefix, claim_idle_s=30, resp=resp)
         assert await ledger.read(10, 0) == []
         await redis.delete(ledger.key)  # e.g. an operator flushed Redis
         with pytest.raises(ResponseError, match="NOGROUP"):
@@ -86,3 +91,4 @@ async def test_a_deleted_stream_is_recreated(redis_url: str, redis_prefix: str) 
     finally:
         await redis.delete(f"{redis_prefix}ledger:events", f"{redis_prefix}ledger:dead")
         await redis.aclose()
+        await resp.aclose()

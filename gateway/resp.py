@@ -1,0 +1,366 @@
+"""A lean pipelined Redis client for the request path: RESP over a few multiplexed connections.
+
+Not a general client: no blocking commands, pub/sub or cluster; background users keep redis-py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hashlib
+import ssl
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, cast
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import hiredis
+
+Arg = bytes | str | int | float
+Command = tuple[Arg, ...]
+
+CONNECTIONS = 2  # per client (one per worker); replies are multiplexed, so a few are plenty
+REPLY_TIMEOUT_S = 10.0  # a reply (or a connect) slower than this fails the whole connection
+
+_pack = cast(Callable[[Command], bytes], hiredis.pack_command)  # its stub says a 1-tuple
+
+
+class RespError(Exception):
+    """A command sent through `RespClient` failed. The tree:
+
+    RespError
+     ├── ReplyError         Redis answered with an error reply; the connection is fine
+     └── ConnectionFailed   no connection, or it dropped: every command waiting on it fails;
+          └── ReplyTimeout  no reply within the timeout (the connection is dropped too)
+    """
+
+
+class ReplyError(RespError):
+    @property
+    def no_script(self) -> bool:
+        return str(self).startswith("NOSCRIPT")
+
+
+class ConnectionFailed(RespError):
+    pass
+
+
+class ReplyTimeout(ConnectionFailed):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    """Where Redis is and how to log in: the parsed `redis://`, `rediss://` or `unix://` URL."""
+
+    host: str = "127.0.0.1"
+    port: int = 6379
+    path: str | None = None  # a unix socket instead of host and port
+    db: int = 0
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    tls: ssl.SSLContext | None = None
+
+    @classmethod
+    def from_url(cls, url: str) -> Address:
+        parts = urlsplit(url)
+        query = {name: values[-1] for name, values in parse_qs(parts.query).items()}
+        if parts.scheme not in ("redis", "rediss", "unix"):
+            raise ValueError(f"unsupported Redis URL scheme {parts.scheme!r}: not redis(s), unix")
+        unknown = sorted(set(query) - {"db", "ssl_cert_reqs"})
+        if unknown:
+            raise ValueError(f"unsupported Redis URL options {unknown}: only db, ssl_cert_reqs")
+        db_path = parts.path.strip("/") if parts.scheme != "unix" else ""
+        tls = None
+        if parts.scheme == "rediss":
+            tls = ssl.create_default_context()
+            if query.get("ssl_cert_reqs") == "none":
+                tls.check_hostname, tls.verify_mode = False, ssl.CERT_NONE
+        return cls(
+            host=parts.hostname or "localhost",
+            port=parts.port or 6379,
+            path=parts.path if parts.scheme == "unix" else None,
+            db=int(query.get("db") or db_path or 0),
+            username=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password else None,
+            tls=tls,
+        )
+
+    def __str__(self) -> str:
+        return self.path or f"{self.host}:{self.port}"
+
+    def greeting(self) -> list[Command]:
+        """What a new connection sends first: AUTH and SELECT, as needed."""
+        commands: list[Command] = []
+        if self.password is not None:
+            user = () if self.username is None else (self.username,)
+            commands.append(("AUTH", *user, self.password))
+        if self.db:
+            commands.append(("SELECT", self.db))
+        return commands
+
+
+class _Connection(asyncio.Protocol):
+    """One socket: requests are written in order, so their replies come back in that order.
+
+    Each waiter is (future, replies expected or 0 for one unwrapped reply, deadline). A waiter
+    whose caller was cancelled still takes its replies, which are dropped.
+    """
+
+    def __init__(self, address: Address, timeout_s: float) -> None:
+        self._address = address
+        self._timeout_s = timeout_s
+        self._loop = asyncio.get_running_loop()
+        self._reader = hiredis.Reader(replyError=ReplyError)
+        self._waiting: deque[tuple[asyncio.Future[Any], int, float]] = deque()
+        self._partial: list[Any] = []
+        self._transport: asyncio.Transport | None = None
+        self._watchdog: asyncio.TimerHandle | None = None
+        self._lost = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.Transport, transport)
+
+    def ready(self) -> bool:
+        """Open for commands; closing counts as lost even before `connection_lost` runs."""
+        transport = self._transport
+        return not self._lost and transport is not None and not transport.is_closing()
+
+    def send(self, data: bytes, count: int) -> asyncio.Future[Any]:
+        future = self._loop.create_future()
+        self._waiting.append((future, count, time.monotonic() + self._timeout_s))
+        cast(asyncio.Transport, self._transport).write(data)
+        if self._watchdog is None:
+            self._watchdog = self._loop.call_later(self._timeout_s, self._watch)
+        return future
+
+    def data_received(self, data: bytes) -> None:
+        reader, waiting = self._reader, self._waiting
+        reader.feed(data)
+        try:
+            reply = reader.gets()
+            while reply is not False:
+                future, count, _ = waiting[0]
+                if count:
+                    self._partial.append(reply)
+                    if len(self._partial) < count:
+                        reply = reader.gets()
+                        continue
+                    reply, self._partial = self._partial, []
+                waiting.popleft()
+                if not future.done():  # done: its caller was cancelled
+                    future.set_result(reply)
+                reply = reader.gets()
+        except (hiredis.ProtocolError, IndexError) as exc:  # garbage, or a reply nobody asked for
+            self._drop(ConnectionFailed, f"Redis at {self._address} broke the protocol: {exc}")
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        detail = f": {exc}" if exc is not None else ""
+        self._drop(ConnectionFailed, f"connection to Redis at {self._address} lost{detail}")
+
+    def _watch(self) -> None:
+        self._watchdog = None
+        if not self._waiting:
+            return
+        left = self._waiting[0][2] - time.monotonic()
+        if left > 0:
+            self._watchdog = self._loop.call_later(left, self._watch)
+            return
+        message = f"Redis at {self._address} did not answer within {self._timeout_s:g} s"
+        self._drop(ReplyTimeout, message)
+
+    def _drop(self, error: type[ConnectionFailed], message: str) -> None:
+        """Fail every waiter and close: Redis answers in order, so nothing behind can recover."""
+        self._lost = True
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+        while self._waiting:
+            future = self._waiting.popleft()[0]
+            if not future.done():
+                future.set_exception(error(message))
+        self._partial = []
+        if self._transport is not None:
+            self._transport.abort()
+
+    def close(self) -> None:
+        self._drop(ConnectionFailed, "the Redis client was closed")
+
+
+class RespClient:
+    """Commands spread round-robin over a few connections, each opened on first use and again
+    after it is lost. A command's reply is awaited without a pool or a per-call timer."""
+
+    def __init__(
+        self,
+        address: Address,
+        *,
+        connections: int = CONNECTIONS,
+        timeout_s: float = REPLY_TIMEOUT_S,
+    ) -> None:
+        self.address = address
+        self._timeout_s = timeout_s
+        self._slots: list[_Connection | None] = [None] * connections
+        self._opening: list[asyncio.Task[_Connection] | None] = [None] * connections
+        self._next = 0
+        self._scripts: dict[Arg, str] = {}  # sha -> source, for the NOSCRIPT fallback
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> RespClient:
+        return cls(Address.from_url(url), **options)
+
+    def script(self, source: str) -> Script:
+        script = Script(self, source)
+        self._scripts[script.sha] = source
+        return script
+
+    async def execute(self, *args: Arg) -> Any:
+        """One command's reply; an error reply is raised as `ReplyError`."""
+        reply = await self._request(_pack(args), 0)
+        if isinstance(reply, ReplyError):
+            if reply.no_script and args[0] == "EVALSHA" and args[1] in self._scripts:
+                return await self.execute("EVAL", self._scripts[args[1]], *args[2:])
+            raise reply
+        return reply
+
+    async def pipeline(self, commands: Sequence[Command]) -> list[Any]:
+        """Several commands in one write and one round trip; error replies are returned as
+        `ReplyError` values in their place, not raised."""
+        if not commands:
+            return []
+        data = b"".join([_pack(command) for command in commands])
+        replies: list[Any] = await self._request(data, len(commands))
+        for n, reply in enumerate(replies):
+            if isinstance(reply, ReplyError) and reply.no_script:
+                command = commands[n]
+                if command[0] == "EVALSHA" and command[1] in self._scripts:
+                    try:
+                        replies[n] = await self.execute(*command)  # falls back to EVAL
+                    except ReplyError as exc:
+                        replies[n] = exc
+        return replies
+
+    def _request(self, data: bytes, count: int) -> Awaitable[Any]:
+        slots = self._slots
+        n = self._next = (self._next + 1) % len(slots)
+        connection = slots[n]
+        if connection is not None and connection.ready():
+            return connection.send(data, count)
+        return self._request_when_open(n, data, count)
+
+    async def _request_when_open(self, n: int, data: bytes, count: int) -> Any:
+        opening = self._opening[n]
+        if opening is None:
+            opening = self._opening[n] = asyncio.create_task(self._open())
+            opening.add_done_callback(functools.partial(self._opened, n))
+        connection = await asyncio.shield(opening)  # one caller's cancellation can't abort it
+        return await connection.send(data, count)
+
+    def _opened(self, n: int, opening: asyncio.Task[_Connection]) -> None:
+        self._opening[n] = None
+        if not opening.cancelled() and opening.exception() is None:
+            self._slots[n] = opening.result()
+
+    async def _open(self) -> _Connection:
+        address, loop = self.address, asyncio.get_running_loop()
+
+        def connection() -> _Connection:
+            return _Connection(address, self._timeout_s)
+
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                if address.path is not None:
+                    _, opened = await loop.create_unix_connection(connection, address.path)
+                else:
+                    _, opened = await loop.create_connection(
+                        connection, address.host, address.port, ssl=address.tls
+                    )
+        except (OSError, TimeoutError) as exc:
+            raise ConnectionFailed(f"cannot connect to Redis at {address}: {exc!r}") from exc
+        greeting = address.greeting()
+        if greeting:  # a lost or late reply fails (and drops) the connection by itself
+            data = b"".join([_pack(command) for command in greeting])
+            try:
+                replies = await opened.send(data, len(greeting))
+            except asyncio.CancelledError:
+                opened.close()
+                raise
+            refused = [reply for reply in replies if isinstance(reply, ReplyError)]
+            if refused:
+                opened.close()
+                raise ConnectionFailed(f"Redis at {address} refused the login: {refused[0]}")
+        return opened
+
+    async def aclose(self) -> None:
+        for opening in self._opening:
+            if opening is not None:
+                opening.cancel()
+        for connection in self._slots:
+            if connection is not None:
+                connection.close()
+        self._slots = [None] * len(self._slots)
+
+
+class Script:
+    """A Lua script called by EVALSHA with its SHA computed here; on NOSCRIPT (a restarted or
+    flushed Redis) the client sends it once by EVAL, which also loads it again."""
+
+    def __init__(self, client: RespClient, source: str) -> None:
+        self._client = client
+        self.sha = hashlib.sha1(source.encode()).hexdigest()
+
+    def command(self, keys: Sequence[Arg], args: Sequence[Arg]) -> Command:
+        return ("EVALSHA", self.sha, len(keys), *keys, *args)
+
+    async def __call__(self, keys: Sequence[Arg], args: Sequence[Arg]) -> Any:
+        return await self._client.execute(*self.command(keys, args))
+
+
+class Batch:
+    """Commands from several owners sent together: one write and one round trip per client.
+
+    Each owner judges its own reply in `on_reply` (an error arrives as a `RespError` value);
+    what an `on_reply` raises is raised by `send`, once every owner has seen its reply.
+    """
+
+    __slots__ = ("_items",)
+
+    def __init__(self) -> None:
+        self._items: list[tuple[RespClient, Command, Callable[[Any], None]]] = []
+
+    def add(self, client: RespClient, command: Command, on_reply: Callable[[Any], None]) -> None:
+        self._items.append((client, command, on_reply))
+
+    async def send(self) -> None:
+        items = self._items
+        if not items:
+            return
+        first = items[0][0]
+        if all(client is first for client, _, _ in items):
+            replies = await _replies(first, [command for _, command, _ in items])
+        else:
+            replies = [None] * len(items)
+            groups: dict[RespClient, list[int]] = {}
+            for n, (client, _, _) in enumerate(items):
+                groups.setdefault(client, []).append(n)
+            sent = [_replies(client, [items[n][1] for n in ns]) for client, ns in groups.items()]
+            for ns, got in zip(groups.values(), await asyncio.gather(*sent), strict=True):
+                for n, reply in zip(ns, got, strict=True):
+                    replies[n] = reply
+        raised: Exception | None = None
+        for (_, _, on_reply), reply in zip(items, replies, strict=True):
+            try:
+                on_reply(reply)
+            except Exception as exc:  # raised below, once the other owners have seen their replies
+                raised = raised or exc
+        if raised is not None:
+            raise raised
+
+
+async def _replies(client: RespClient, commands: list[Command]) -> list[Any]:
+    try:
+        return await client.pipeline(commands)
+    except RespError as exc:  # no connection: every command sent to it failed alike
+        return [exc] * len(commands)

@@ -1,0 +1,87 @@
+"""The end of a request on a real Redis: ledger XADD and key settlement in one batch; a failed
+XADD is a 503 (the answer is withheld), a failed settlement only a log line."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+from redis.asyncio import Redis
+
+from gateway.keys.pico import to_pico
+from gateway.keys.record import ApiKey, RateLimit
+from gateway.keys.redis_limiter import RedisLimiter
+from gateway.ledger.events import GenerationEvent
+from gateway.ledger.stream import LedgerUnavailable, RedisStreamLedger
+from gateway.resp import Batch, RespClient
+from tests.integration.keys_fixtures import redis_client
+
+NOW = datetime.now(UTC)
+KEY = ApiKey("key-end", "end", "0" * 64, "sk-gw-end", NOW, NOW, Decimal(1), "none", RateLimit())
+
+
+@pytest.fixture
+async def redis(redis_url: str, redis_prefix: str) -> AsyncIterator[Redis]:
+    async with redis_client(redis_url, redis_prefix) as client:  # removes the test's keys
+        yield client
+
+
+@pytest.fixture
+async def resp(redis_url: str, redis: Redis) -> AsyncIterator[RespClient]:
+    client = RespClient.from_url(redis_url)
+    yield client
+    await client.aclose()
+
+
+def event() -> GenerationEvent:
+    return GenerationEvent("gen-end-1", NOW, "m", "m", "balanced", streamed=False)
+
+
+async def end(stream: RedisStreamLedger, limiter: RedisLimiter, hold: object) -> None:
+    """As `ChatService._end` does it."""
+    batch = Batch()
+    stream.emit_into(batch, event())
+    limiter.settle_into(batch, hold, Decimal("0.25"), 10)  # type: ignore[arg-type]
+    await batch.send()
+
+
+async def test_event_and_settlement_land_together(
+    redis: Redis, resp: RespClient, redis_prefix: str
+) -> None:
+    stream = RedisStreamLedger(redis, redis_prefix, claim_idle_s=30, resp=resp)
+    limiter = RedisLimiter(resp, redis_prefix)
+    hold = await limiter.admit(KEY, Decimal("0.5"))
+    await end(stream, limiter, hold)
+    assert await redis.xlen(stream.key) == 1
+    usage = await limiter.usage(KEY)
+    assert (usage.total, usage.held) == (to_pico(Decimal("0.25")), 0)
+
+
+async def test_a_failed_xadd_is_ledger_unavailable_and_the_settlement_still_lands(
+    redis: Redis, resp: RespClient, redis_prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    stream = RedisStreamLedger(redis, redis_prefix, claim_idle_s=30, resp=resp)
+    limiter = RedisLimiter(resp, redis_prefix)
+    hold = await limiter.admit(KEY, Decimal("0.5"))
+    await redis.set(stream.key, "not a stream")  # XADD answers WRONGTYPE
+    with caplog.at_level(logging.ERROR), pytest.raises(LedgerUnavailable) as refused:
+        await end(stream, limiter, hold)
+    assert refused.value.status == 503
+    assert "ledger event not queued" in caplog.text
+    assert (await limiter.usage(KEY)).total == to_pico(Decimal("0.25"))
+
+
+async def test_a_failed_settlement_is_only_logged(
+    redis: Redis, resp: RespClient, redis_prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    stream = RedisStreamLedger(redis, redis_prefix, claim_idle_s=30, resp=resp)
+    limiter = RedisLimiter(resp, redis_prefix)
+    hold = await limiter.admit(KEY, Decimal("0.5"))
+    await redis.rpush(f"{redis_prefix}key:{{{KEY.id}}}:spend:total", "x")  # INCRBY fails
+    with caplog.at_level(logging.WARNING):
+        await end(stream, limiter, hold)
+    assert "settling a key's spend failed" in caplog.text
+    assert await redis.xlen(stream.key) == 1
