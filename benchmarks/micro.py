@@ -3,7 +3,7 @@
 Pure pieces (routing decision, auth, decoding, building the ledger event, the whole service
 without I/O) need nothing; the client pieces (limiter, XADD, upstream call, ledger write) need
 the Redis, Postgres and upstream that `benchmarks.overhead` starts.
-Run alone: `.venv/bin/python -m benchmarks.micro` (pure pieces only).
+Run alone: `.venv/bin/python -m benchmarks.micro` (pure pieces; `--redis URL` adds Redis's).
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from gateway.chat.service import Caller, ChatService
 from gateway.keys.cache import KeyCache
 from gateway.keys.hashing import mint_secret
 from gateway.keys.keyring import Keyring
+from gateway.keys.limiter import Hold
 from gateway.keys.memory_limiter import InProcessLimiter
 from gateway.keys.record import ApiKey, RateLimit
 from gateway.ledger.codec import encode_event
@@ -221,27 +222,24 @@ def service_micro(catalog: Catalog, rounds: int, repeats: int) -> Micro:
     return Micro("chat service, no I/O (decode..encode)", best, median, "instant provider")
 
 
-async def io_micros(
-    upstream_url: str, redis_url: str, database_url: str, rounds: int, repeats: int
-) -> list[Micro]:
-    """Client-side CPU of each I/O the request path does, against the real servers."""
-    import aiohttp
+async def redis_micros(redis_url: str, rounds: int, repeats: int) -> list[Micro]:
+    """Client-side CPU of the request path's Redis calls (the lean `RespClient`)."""
     from redis.asyncio import Redis
-    from sqlalchemy.ext.asyncio import create_async_engine
 
     from gateway.keys.redis_limiter import RedisLimiter
-    from gateway.ledger.store import LedgerStore
     from gateway.ledger.stream import RedisStreamLedger
-    from gateway.ledger.upkeep import upkeep_for
+    from gateway.resp import Batch, RespClient
 
     results: list[Micro] = []
     catalog = bench_catalog()
-    redis = Redis.from_url(redis_url)
+    redis, resp = Redis.from_url(redis_url), RespClient.from_url(redis_url)
     prefix = f"bench-micro-{random.getrandbits(32):x}:"
     try:
-        limiter = RedisLimiter(redis, prefix)
+        limiter = RedisLimiter(resp, prefix)
+        stream = RedisStreamLedger(redis, prefix, claim_idle_s=30, resp=resp)
         key = bench_key()
-        holds = []
+        event = sample_event(catalog)
+        holds: list[Hold] = []
 
         async def admit() -> None:
             holds.append(await limiter.admit(key, Decimal("0.001")))
@@ -249,13 +247,24 @@ async def io_micros(
         best, median = await timed_async(admit, rounds, repeats)
         results.append(Micro("Redis: limiter admit (1 script call)", best, median, "client CPU"))
 
+        async def end() -> None:
+            batch = Batch()  # as ChatService._end
+            stream.emit_into(batch, event)
+            limiter.settle_into(batch, holds.pop(), Decimal("0.0000024"), 21)
+            await batch.send()
+
+        best, median = await timed_async(end, rounds, repeats)
+        results.append(
+            Micro("Redis: end of request (XADD + settle, 1 round trip)", best, median, "client CPU")
+        )
+        for _ in range(rounds * repeats):
+            await admit()
+
         async def settle() -> None:
             await limiter.settle(holds.pop(), Decimal("0.0000024"), 21)
 
         best, median = await timed_async(settle, rounds, repeats)
         results.append(Micro("Redis: limiter settle (1 script call)", best, median, "client CPU"))
-        stream = RedisStreamLedger(redis, prefix, claim_idle_s=30)
-        event = sample_event(catalog)
         best, median = await timed_async(lambda: stream.emit(event), rounds, repeats)
         results.append(Micro("Redis: ledger XADD", best, median, "client CPU"))
     finally:
@@ -263,6 +272,22 @@ async def io_micros(
         if keys:
             await redis.delete(*keys)
         await redis.aclose()
+        await resp.aclose()
+    return results
+
+
+async def io_micros(
+    upstream_url: str, redis_url: str, database_url: str, rounds: int, repeats: int
+) -> list[Micro]:
+    """Client-side CPU of each I/O the request path does, against the real servers."""
+    import aiohttp
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from gateway.ledger.store import LedgerStore
+    from gateway.ledger.upkeep import upkeep_for
+
+    catalog = bench_catalog()
+    results = await redis_micros(redis_url, rounds, repeats)
     async with aiohttp.ClientSession() as session:
 
         async def post() -> None:
@@ -273,6 +298,7 @@ async def io_micros(
 
         best, median = await timed_async(post, rounds, repeats)
         results.append(Micro("aiohttp: POST to the upstream", best, median, "client CPU"))
+    results += await upstream_micros(upstream_url, rounds, repeats)
     engine = create_async_engine(database_url)
     try:
         store = LedgerStore(engine, upkeep_for(engine, 90))
@@ -301,6 +327,33 @@ async def io_micros(
     return results
 
 
+async def upstream_micros(upstream_url: str, rounds: int, repeats: int) -> list[Micro]:
+    """Client CPU of one upstream call with the gateway's own client, bare and in the adapter."""
+    import msgspec
+
+    from providers.http1 import HttpClient
+    from providers.openai_compatible import OpenAICompatibleProvider
+
+    results: list[Micro] = []
+    headers = {"Content-Type": "application/json"}
+    base_url = upstream_url.removesuffix("/chat/completions")
+    endpoint = bench_catalog().endpoints[0]
+    endpoint = msgspec.structs.replace(endpoint, base_url=base_url)
+    call = UpstreamCall(endpoint, msgspec.json.decode(REQUEST_BODY), None)
+    async with HttpClient() as client:
+
+        async def post() -> None:
+            async with await client.request("POST", upstream_url, headers, REQUEST_BODY) as r:
+                await r.read()
+
+        best, median = await timed_async(post, rounds, repeats)
+        results.append(Micro("http1: POST to the upstream", best, median, "client CPU"))
+        adapter = OpenAICompatibleProvider(client)
+        best, median = await timed_async(lambda: adapter.complete(call), rounds, repeats)
+        results.append(Micro("adapter.complete on http1", best, median, "client CPU"))
+    return results
+
+
 def markdown(results: list[Micro]) -> str:
     lines = ["| piece | best µs | median µs | note |", "|---|---:|---:|---|"]
     for m in results:
@@ -312,8 +365,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.micro", description=__doc__)
     parser.add_argument("--rounds", type=int, default=2000)
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--redis", metavar="URL", help="also the Redis pieces, on this server")
     args = parser.parse_args()
-    print(markdown(pure_micros(args.rounds, args.repeats)))
+    results = pure_micros(args.rounds, args.repeats)
+    if args.redis:
+        results += uvloop.run(redis_micros(args.redis, args.rounds, args.repeats))
+    print(markdown(results))
 
 
 if __name__ == "__main__":

@@ -28,9 +28,10 @@ from benchmarks.harness.processes import HOST, answers, free_port, serving
 from benchmarks.harness.rounds import Idle, Row, Target, measure_rounds
 from benchmarks.harness.upstream import PATH, REQUEST_BODY, UPSTREAM_BODY, serve_upstream
 from benchmarks.harness.wrk import lua_script, run_wrk
+from providers.http1 import HttpClient
 
 # "none" answers without calling the upstream: the ceiling of Litestar + uvicorn alone.
-VARIANTS = ("none", "httpx", "httpx-aiohttp", "aiohttp")
+VARIANTS = ("none", "httpx", "httpx-aiohttp", "aiohttp", "http1")
 POOL_SIZE = 1000
 JSON_HEADERS = {"content-type": "application/json"}
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -72,6 +73,21 @@ class AiohttpForwarder:
         await self.session.close()
 
 
+@dataclass
+class Http1Forwarder:
+    """The gateway's own client (`providers.http1`), as the adapters use it."""
+
+    client: HttpClient
+    url: str
+
+    async def forward(self, body: bytes) -> bytes:
+        async with await self.client.request("POST", self.url, JSON_HEADERS, body) as response:
+            return await response.read()
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+
 class NoForwarder:
     async def forward(self, body: bytes) -> bytes:
         return UPSTREAM_BODY
@@ -94,6 +110,8 @@ def open_forwarder(variant: str, url: str) -> Forwarder:
     if variant == "aiohttp":
         connector = aiohttp.TCPConnector(limit=POOL_SIZE)
         return AiohttpForwarder(aiohttp.ClientSession(connector=connector), url)
+    if variant == "http1":
+        return Http1Forwarder(HttpClient(max_connections=POOL_SIZE), url)
     if variant == "none":
         return NoForwarder()
     raise ValueError(f"unknown variant {variant!r}")

@@ -10,15 +10,16 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
 from redis.asyncio import BlockingConnectionPool, Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from gateway.chat.service import ChatService
 from gateway.keys.keyring import Keyring, open_keyring
 from gateway.ledger.lifecycle import Ledger, open_ledger
+from gateway.resp import RespClient
 from gateway.settings import Settings
 from providers.catalog import Catalog, load_catalog
+from providers.http1 import HttpClient
 from providers.llamacpp import LlamaCppProvider
 from providers.llamacpp_health import LlamaCppMonitor
 from providers.openai_compatible import OpenAICompatibleProvider
@@ -28,16 +29,16 @@ from routing.planner import Planner
 from routing.runtime import Routing, RoutingConfig, open_routing
 
 UPSTREAM_POOL_SIZE = 1000  # open upstream connections across all providers
-UPSTREAM_POOL_PER_HOST = 0  # 0: bounded only by the pool
-REDIS_POOL_SIZE = 64  # Redis connections per worker; further commands wait for a free one
-REDIS_POOL_WAIT_S = 10.0  # a command that waits longer fails (LimiterUnavailable, 503)
+UPSTREAM_KEEPALIVE_S = 60.0  # an idle upstream connection older than this is not reused
+REDIS_POOL_SIZE = 64  # redis-py connections per worker (background users); more commands wait
+REDIS_POOL_WAIT_S = 10.0  # a command that waits longer for a connection fails
 
 
 @dataclass
 class Resources:
     settings: Settings
     catalog: Catalog
-    http: aiohttp.ClientSession
+    http: HttpClient
     providers: dict[str, Provider]
     planner: Planner
     executor: Executor
@@ -81,19 +82,12 @@ def timeouts_of(settings: Settings) -> Timeouts:
 async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
     async with AsyncExitStack() as stack:
         catalog = load_catalog(settings.catalog.catalog)
-        connector = aiohttp.TCPConnector(
-            limit=UPSTREAM_POOL_SIZE,
-            limit_per_host=UPSTREAM_POOL_PER_HOST,
-            keepalive_timeout=60,
-            ttl_dns_cache=300,
-        )
-        http = aiohttp.ClientSession(
-            connector=connector, auto_decompress=True, skip_auto_headers=("User-Agent",)
-        )
-        stack.push_async_callback(http.close)
+        http = HttpClient(max_connections=UPSTREAM_POOL_SIZE, keepalive_s=UPSTREAM_KEEPALIVE_S)
+        stack.push_async_callback(http.aclose)
         engine = make_engine(settings)
         stack.push_async_callback(engine.dispose)
         redis: Redis | None = None
+        resp: RespClient | None = None
         if settings.redis.redis_url:
             # Bounded and waiting: redis-py's default pool raises MaxConnectionsError past 100
             # concurrent commands (1,000 streams ending together) instead of queueing them.
@@ -104,8 +98,12 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
             )
             redis = Redis.from_pool(pool)  # closes the pool with the client
             stack.push_async_callback(redis.aclose)
-        ledger = await stack.enter_async_context(open_ledger(settings, engine, redis))
-        keyring = await stack.enter_async_context(open_keyring(settings, engine, redis))
+            # The request path's limiter call and end-of-request batch: a few multiplexed
+            # connections, far cheaper per command than redis-py (benchmarks/NOTES.md).
+            resp = RespClient.from_url(settings.redis.redis_url)
+            stack.push_async_callback(resp.aclose)
+        ledger = await stack.enter_async_context(open_ledger(settings, engine, redis, resp))
+        keyring = await stack.enter_async_context(open_keyring(settings, engine, redis, resp))
         providers: dict[str, Provider] = {"openai": OpenAICompatibleProvider(http)}
         providers["llamacpp"] = LlamaCppProvider(http)
         llamacpp = LlamaCppMonitor(

@@ -11,9 +11,8 @@ from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from contextlib import aclosing, contextmanager
 from typing import Any, cast
 
-import aiohttp
-
 from providers.errors import UpstreamError, UpstreamUnavailable
+from providers.http1 import Response
 from providers.openai_compatible import OpenAICompatibleProvider
 from providers.provider import Chunk, Completion, UpstreamCall
 from providers.usage import Usage, normalize_usage
@@ -226,7 +225,7 @@ class LlamaCppProvider(OpenAICompatibleProvider):
     def translate(self, call: UpstreamCall) -> dict[str, Any]:
         return translate_body(call.body)
 
-    async def _raise_for_status(self, call: UpstreamCall, resp: aiohttp.ClientResponse) -> None:
+    async def _raise_for_status(self, call: UpstreamCall, resp: Response) -> None:
         with llamacpp_errors():
             await super()._raise_for_status(call, resp)
 

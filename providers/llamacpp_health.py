@@ -14,11 +14,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-import aiohttp
 import msgspec
 
 from providers.background import stop_task
 from providers.catalog import Endpoint, Secret
+from providers.http1 import HttpClient, HttpClientError, HttpTimeouts, Timeout
 
 log = logging.getLogger("providers.llamacpp")
 
@@ -143,13 +143,14 @@ class LlamaCppMonitor:
 
     def __init__(
         self,
-        session: aiohttp.ClientSession,
+        client: HttpClient,
         endpoints: Iterable[tuple[Endpoint, Secret | None]],
         *,
         interval_s: float = POLL_INTERVAL_S,
         timeout_s: float = CHECK_TIMEOUT_S,
     ) -> None:
-        self._session = session
+        self._client = client
+        self._timeouts = HttpTimeouts(timeout_s, timeout_s, timeout_s)
         self.interval_s = interval_s
         self.timeout_s = timeout_s
         self._servers: dict[str, _Server] = {}
@@ -196,9 +197,9 @@ class LlamaCppMonitor:
         try:
             async with asyncio.timeout(self.timeout_s):
                 state = await self._check(server)
-        except TimeoutError:
+        except (TimeoutError, Timeout):
             state = _timed_out(server.state, self.timeout_s)
-        except (aiohttp.ClientError, OSError) as exc:
+        except (HttpClientError, ValueError) as exc:  # ValueError: a URL it can't call
             state = ServerState("down", f"unreachable: {type(exc).__name__}")
         state = replace(state, checked_at=time.monotonic())
         self._transition(server, state)
@@ -248,7 +249,9 @@ class LlamaCppMonitor:
         return state
 
     async def _get(self, server: _Server, path: str) -> tuple[int, bytes]:
-        async with self._session.get(server.root + path, headers=server.headers) as resp:
+        async with await self._client.request(
+            "GET", server.root + path, server.headers, timeouts=self._timeouts
+        ) as resp:
             return resp.status, await resp.read()
 
     async def _get_ok(self, server: _Server, path: str) -> bytes | None:

@@ -6,13 +6,13 @@ Transport failures become `providers.errors` classes here and nowhere else.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import aiohttp
 import msgspec
 
 from providers.errors import (
@@ -23,10 +23,22 @@ from providers.errors import (
     UpstreamTimeout,
     error_for_status,
 )
-from providers.provider import Chunk, Completion, UpstreamCall
+from providers.http1 import (
+    ConnectFailed,
+    ConnectionClosed,
+    HttpClient,
+    HttpClientError,
+    HttpTimeouts,
+    MalformedResponse,
+    Response,
+    Timeout,
+)
+from providers.provider import Chunk, Completion, Timeouts, UpstreamCall
+from providers.sse import SseData, SseError
 from providers.usage import normalize_usage
 
 MAX_ERROR_BODY = 64 * 1024
+DONE_GRACE_S = 0.05  # how long the end of the body after `[DONE]` may take to keep the connection
 _decode = msgspec.json.decode
 _encode = msgspec.json.encode
 
@@ -38,21 +50,19 @@ def upstream_errors(provider: str, url: str = "") -> Iterator[None]:
         yield
     except UpstreamError:
         raise
-    except TimeoutError as exc:
-        raise UpstreamTimeout(f"{provider}: upstream timed out") from exc
-    except aiohttp.ClientConnectorError as exc:
+    except (Timeout, TimeoutError) as exc:
+        raise UpstreamTimeout(f"{provider}: upstream timed out ({exc})") from exc
+    except ConnectFailed as exc:
         raise UpstreamConnectError(f"{provider}: cannot connect to {url or 'upstream'}") from exc
-    except (
-        aiohttp.ServerDisconnectedError,
-        aiohttp.ClientOSError,
-        aiohttp.ClientPayloadError,
-        ConnectionError,
-    ) as exc:
+    except (ConnectionClosed, ConnectionError) as exc:
         raise UpstreamReset(f"{provider}: upstream closed the connection") from exc
-    except aiohttp.ClientError as exc:
-        raise UpstreamProtocolError(
-            f"{provider}: bad upstream response ({type(exc).__name__})"
-        ) from exc
+    except (MalformedResponse, SseError) as exc:
+        raise UpstreamProtocolError(f"{provider}: bad upstream response ({exc})") from exc
+
+
+def http_timeouts(t: Timeouts) -> HttpTimeouts:
+    """An attempt's limits as the HTTP client takes them."""
+    return HttpTimeouts(t.connect, t.first_token, t.total)
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -86,13 +96,21 @@ def _error_message(raw: bytes) -> tuple[str, Any]:
     return "upstream error", body
 
 
+async def _finish_after_done(resp: Response) -> None:
+    """Read the end of the body that follows `[DONE]`, so the connection can be reused."""
+    if not resp.complete:
+        with contextlib.suppress(HttpClientError, TimeoutError):
+            async with asyncio.timeout(DONE_GRACE_S):
+                await resp.read(MAX_ERROR_BODY)
+
+
 class OpenAICompatibleProvider:
     """Speaks `POST {base_url}/chat/completions`, streaming (SSE) and not."""
 
     kind = "openai"
 
-    def __init__(self, session: aiohttp.ClientSession) -> None:
-        self._session = session
+    def __init__(self, client: HttpClient) -> None:
+        self._client = client
 
     def _headers(self, call: UpstreamCall) -> dict[str, str]:
         headers = {"Content-Type": "application/json", **call.endpoint.headers}
@@ -104,10 +122,10 @@ class OpenAICompatibleProvider:
         """The body sent upstream; adapters for dialects override this."""
         return call.body
 
-    async def _raise_for_status(self, call: UpstreamCall, resp: aiohttp.ClientResponse) -> None:
+    async def _raise_for_status(self, call: UpstreamCall, resp: Response) -> None:
         if resp.status < 400:
             return
-        raw = await resp.content.read(MAX_ERROR_BODY)
+        raw = await resp.read(MAX_ERROR_BODY)
         message, body = _error_message(raw)
         raise error_for_status(
             resp.status,
@@ -118,24 +136,22 @@ class OpenAICompatibleProvider:
 
     async def complete(self, call: UpstreamCall) -> Completion:
         provider = call.endpoint.provider
-        t = call.timeouts
         started = time.monotonic()
-        timeout = aiohttp.ClientTimeout(total=t.total, sock_connect=t.connect)
         body = _encode(self.translate(call))
         with upstream_errors(provider, call.endpoint.url):
-            async with asyncio.timeout(t.first_token):
-                resp = await self._session.post(
-                    f"{call.endpoint.url}/chat/completions",
-                    data=body,
-                    headers=self._headers(call),
-                    timeout=timeout,
-                )
+            resp = await self._client.request(
+                "POST",
+                f"{call.endpoint.url}/chat/completions",
+                self._headers(call),
+                body,
+                http_timeouts(call.timeouts),
+            )
             try:
                 ttft = time.monotonic() - started
                 await self._raise_for_status(call, resp)
                 raw = await resp.read()
             finally:
-                resp.release()
+                resp.close()
         latency = time.monotonic() - started
         try:
             payload = _decode(raw)
@@ -153,7 +169,6 @@ class OpenAICompatibleProvider:
 
     async def stream(self, call: UpstreamCall) -> AsyncIterator[Chunk]:
         provider = call.endpoint.provider
-        t = call.timeouts
         body = dict(self.translate(call))
         body["stream"] = True
         options = body.get("stream_options")
@@ -161,30 +176,30 @@ class OpenAICompatibleProvider:
             **(options if isinstance(options, dict) else {}),
             "include_usage": True,
         }
-        timeout = aiohttp.ClientTimeout(total=t.total, sock_connect=t.connect)
         with upstream_errors(provider, call.endpoint.url):
-            async with asyncio.timeout(t.first_token):
-                resp = await self._session.post(
-                    f"{call.endpoint.url}/chat/completions",
-                    data=_encode(body),
-                    headers=self._headers(call),
-                    timeout=timeout,
-                )
+            resp = await self._client.request(
+                "POST",
+                f"{call.endpoint.url}/chat/completions",
+                self._headers(call),
+                _encode(body),
+                http_timeouts(call.timeouts),
+            )
             try:
                 await self._raise_for_status(call, resp)
-                done = False
-                async for line in resp.content:
-                    if not line.startswith(b"data:"):
-                        continue  # blank separators, comments, `event:` lines
-                    data = line[5:].strip()
+                events = SseData()  # blank separators, comments and `event:` lines are skipped
+                async for raw in resp:
+                    for data in events.feed(raw):
+                        if data == b"[DONE]":
+                            await _finish_after_done(resp)
+                            return
+                        yield self.parse_chunk(call, data)
+                for data in events.flush():
                     if data == b"[DONE]":
-                        done = True
-                        break
+                        return
                     yield self.parse_chunk(call, data)
-                if not done:
-                    raise UpstreamReset(f"{provider}: stream ended without [DONE]")
+                raise UpstreamReset(f"{provider}: stream ended without [DONE]")
             finally:
-                resp.release()
+                resp.close()
 
     def parse_chunk(self, call: UpstreamCall, data: bytes) -> Chunk:
         provider = call.endpoint.provider

@@ -11,13 +11,13 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import httpx
 import openai
 import pytest
 from openai import AsyncOpenAI
 
 from providers.catalog import Endpoint, Price
+from providers.http1 import HttpClient
 from providers.llamacpp import LlamaCppProvider
 from providers.pricing import cost_of
 from providers.provider import UpstreamCall
@@ -133,8 +133,8 @@ async def test_adapter_never_reuses_the_connection_a_stream_ended_on(server: Lla
         kind="llamacpp",
     )
     call = UpstreamCall(endpoint, {"messages": HELLO, "max_tokens": 2})
-    async with aiohttp.ClientSession() as session:
-        adapter = LlamaCppProvider(session)
+    async with HttpClient() as client:
+        adapter = LlamaCppProvider(client)
         for _ in range(30):
             chunks = [chunk async for chunk in adapter.stream(call)]
             assert chunks[-1].usage is not None

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from decimal import Decimal
 
-import aiohttp
 import pytest
 
 from providers.catalog import Endpoint, Price
@@ -18,6 +17,7 @@ from providers.errors import (
     UpstreamServerError,
     UpstreamTimeout,
 )
+from providers.http1 import HttpClient
 from providers.openai_compatible import OpenAICompatibleProvider
 from providers.provider import Timeouts, UpstreamCall
 from providers.simulator.profile import Failures, Profile
@@ -38,8 +38,8 @@ async def fleet() -> AsyncIterator[Fleet]:
 
 @pytest.fixture
 async def adapter() -> AsyncIterator[OpenAICompatibleProvider]:
-    async with aiohttp.ClientSession() as session:
-        yield OpenAICompatibleProvider(session)
+    async with HttpClient() as client:
+        yield OpenAICompatibleProvider(client)
 
 
 def _call(fleet: Fleet) -> UpstreamCall:

@@ -1,0 +1,23 @@
+"""A lean pooled HTTP/1.1 client (asyncio + httptools) for upstream calls; see `client`."""
+
+from providers.http1.client import HttpClient
+from providers.http1.errors import (
+    ConnectFailed,
+    ConnectionClosed,
+    HttpClientError,
+    MalformedResponse,
+    Timeout,
+)
+from providers.http1.response import Headers, HttpTimeouts, Response
+
+__all__ = [
+    "ConnectFailed",
+    "ConnectionClosed",
+    "Headers",
+    "HttpClient",
+    "HttpClientError",
+    "HttpTimeouts",
+    "MalformedResponse",
+    "Response",
+    "Timeout",
+]

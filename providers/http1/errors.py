@@ -1,0 +1,38 @@
+"""The HTTP client's own failures; `providers.openai_compatible.upstream_errors` maps them.
+
+Raised by `HttpClient.request` and by reading a `Response`:
+
+    HttpClientError
+    ├── ConnectFailed        DNS, refused, TLS handshake, or the client is closed
+    ├── ConnectionClosed     the server closed or reset the connection before the response ended
+    ├── Timeout              `.phase`: connect, pool (no free connection), headers or total
+    └── MalformedResponse    not parseable as an HTTP/1.1 response
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+Phase = Literal["connect", "pool", "headers", "total"]
+
+
+class HttpClientError(Exception):
+    """Any transport failure of one request."""
+
+
+class ConnectFailed(HttpClientError):
+    pass
+
+
+class ConnectionClosed(HttpClientError):
+    pass
+
+
+class Timeout(HttpClientError):
+    def __init__(self, phase: Phase, seconds: float) -> None:
+        super().__init__(f"{phase} timeout after {seconds:g}s")
+        self.phase: Phase = phase
+
+
+class MalformedResponse(HttpClientError):
+    pass
