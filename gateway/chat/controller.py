@@ -1,26 +1,42 @@
-"""`POST /v1/chat/completions` (and `/api/v1/...`): the OpenAI-compatible entry point."""
+"""`POST /v1/chat/completions` (and `/api/v1/...`): the OpenAI-compatible entry point.
+
+A Litestar ASGI route that reads headers and body and sends its answer itself: Litestar's
+request/response machinery cost 35-65 µs of CPU a request on the hottest route
+(benchmarks/NOTES.md). Errors are raised as everywhere else and mapped by `gateway.errors`.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
-from typing import Any
+from typing import Any, cast
 
-from litestar import Request, Response, post
-from litestar.response import Stream
+from litestar import Request, asgi
+from litestar.exceptions import MethodNotAllowedException
+from litestar.types import HTTPScope, Receive, Scope, Send
 
+from gateway.chat.asgi import headers_of, read_body, send_bytes, send_no_content, send_stream
 from gateway.chat.request import decode_chat_request
 from gateway.chat.service import Caller
+from gateway.keys.keyring import Keyring
 from gateway.keys.preferences import route_for_key
 from gateway.resources import Resources
 
 CHAT_PATHS = ["/v1/chat/completions", "/api/v1/chat/completions"]
+# The Allow headers Litestar sends for a POST-only route: on a 405, and on OPTIONS (sorted).
+NOT_ALLOWED = {"Allow": "POST, OPTIONS"}
+OPTIONS = {"Allow": "OPTIONS, POST"}
 
 
 def caller_of(request: Request[Any, Any, Any]) -> Caller:
-    """The authenticated caller (401 per the auth policy) and its app attribution."""
-    headers = request.headers
+    """The caller of a Litestar request (the routes other than this one)."""
     resources: Resources = request.app.state.resources
-    key = resources.keys.authenticate(headers.get("authorization"))
+    return caller_from(request.headers, resources.keys)
+
+
+def caller_from(headers: Mapping[str, str], keys: Keyring) -> Caller:
+    """The authenticated caller (401 per the auth policy) and its app attribution."""
+    key = keys.authenticate(headers.get("authorization"))
     return Caller(
         api_key_id=key.id,
         app_referer=headers.get("http-referer") or headers.get("referer"),
@@ -29,19 +45,28 @@ def caller_of(request: Request[Any, Any, Any]) -> Caller:
     )
 
 
-@post(CHAT_PATHS, status_code=200)
-async def chat_completions(request: Request[Any, Any, Any]) -> Response[bytes] | Stream:
-    # Resources come from app state, not the `resources` dependency: Litestar's dependency
-    # resolution costs ~16 µs a request (benchmarks/NOTES.md), on the hottest route.
-    resources: Resources = request.app.state.resources
-    caller = caller_of(request)
-    explain = request.headers.get("x-route-explain", "") in ("1", "true")
+@asgi(CHAT_PATHS, copy_scope=False)
+async def chat_completions(scope: Scope, receive: Receive, send: Send) -> None:
+    http = cast("HTTPScope", scope)
+    method = http["method"]
+    if method == "OPTIONS":
+        await send_no_content(send, OPTIONS)
+        return
+    if method != "POST":
+        raise MethodNotAllowedException(headers=NOT_ALLOWED)
+    resources: Resources = http["litestar_app"].state.resources
+    headers = headers_of(http)
+    caller = caller_from(headers, resources.keys)
+    explain = headers.get("x-route-explain", "") in ("1", "true")
     mode = caller.key.default_mode or "balanced"
-    chat_request = decode_chat_request(await request.body(), mode, explain_header=explain)
-    chat_request = replace(chat_request, route=route_for_key(chat_request.route, caller.key))
-    if chat_request.route.stream:
+    raw = await read_body(receive, headers, resources.settings.server.max_body_bytes)
+    chat_request = decode_chat_request(raw, mode, explain_header=explain)
+    route = route_for_key(chat_request.route, caller.key)
+    if route is not chat_request.route:
+        chat_request = replace(chat_request, route=route)
+    if route.stream:
         streamed = await resources.chat.stream(chat_request, caller)
-        headers = {**streamed.headers, "Cache-Control": "no-cache"}
-        return Stream(streamed.chunks, media_type="text/event-stream", headers=headers)
+        await send_stream(send, receive, streamed.chunks, streamed.headers)
+        return
     answer = await resources.chat.complete(chat_request, caller)
-    return Response(answer.body, media_type="application/json", headers=answer.headers)
+    await send_bytes(send, 200, answer.body, answer.headers)

@@ -27,3 +27,13 @@ def test_next_reset():
         2027, 1, 1, tzinfo=UTC
     )
     assert next_reset("none", now) is None
+
+
+def test_period_ids_follow_the_utc_day_from_one_call_to_the_next():
+    # The ids are cached per UTC day: consecutive calls across midnight must not reuse them.
+    before = periods_at(datetime(2026, 11, 30, 23, 59, 59, tzinfo=UTC))
+    after = periods_at(datetime(2026, 12, 1, 0, 0, 0, tzinfo=UTC))
+    again = periods_at(datetime(2026, 11, 30, 21, 0, tzinfo=timezone(timedelta(hours=-3))))
+    assert (before.daily, before.weekly, before.monthly) == ("2026-11-30", "2026-W49", "2026-11")
+    assert (after.daily, after.weekly, after.monthly) == ("2026-12-01", "2026-W49", "2026-12")
+    assert again == after  # 21:00 at UTC-3 is already the next UTC day

@@ -89,6 +89,32 @@ async def test_transient_failure_is_retried_with_jittered_backoff_then_falls_bac
     assert len(sleep.delays) == 1 and 0 <= sleep.delays[0] <= 0.05 * 2
 
 
+async def test_only_a_retryable_failure_enters_the_retry_policy(monkeypatch) -> None:
+    # The first try runs outside tenacity (its machinery costs ~45 µs a request).
+    import routing.executor as executor_module
+
+    built: list[object] = []
+
+    class CountingRetrying(executor_module.AsyncRetrying):
+        def __init__(self, *args, **kwargs) -> None:
+            built.append(self)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(executor_module, "AsyncRetrying", CountingRetrying)
+    script = Script(a=[UpstreamBadRequest("no", status=400)])
+    planner, executor, sleep = setup(cheapest_first("a", "b"), Script())
+    await executor.complete(planner.plan(req()), {})
+    planner, executor, sleep = setup(cheapest_first("a", "b"), script)
+    with pytest.raises(GenerationFailed):
+        await executor.complete(planner.plan(req()), {})
+    assert built == []
+    script = Script(a=[err500()])
+    planner, executor, sleep = setup(cheapest_first("a", "b"), script)
+    served = await executor.complete(planner.plan(req()), {})
+    assert len(built) == 1 and script.calls == ["a", "a"] and len(served.attempts) == 2
+    assert len(sleep.delays) == 1 and 0 <= sleep.delays[0] <= 0.05  # tenacity's first backoff
+
+
 async def test_a_400_is_never_retried_nor_passed_to_another_provider() -> None:
     script = Script(a=[UpstreamBadRequest("bad", status=400)])
     planner, executor, _ = setup(cheapest_first("a", "b"), script)
