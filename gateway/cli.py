@@ -47,14 +47,19 @@ def _serve(args: argparse.Namespace) -> int:
         from gateway.ledger.migrate import upgrade_to_head
 
         upgrade_to_head(settings.database.database_url)
-    if not args.ledger_writer_process:
+    separate = args.ledger_writer_process
+    if separate and not settings.redis.redis_url:
+        sys.stderr.write("gateway serve: --ledger-writer-process needs REDIS_URL\n")
+        return 2
+    if separate is None:
+        separate = settings.ledger.writer == "process" and bool(settings.redis.redis_url)
+    if not separate:
+        if args.ledger_writer_process is False and settings.ledger.writer == "process":
+            os.environ["GATEWAY_LEDGER_WRITER"] = "worker"
         _run_uvicorn(settings)
         return 0
     from gateway.ledger.process import writer_process
 
-    if not settings.redis.redis_url:
-        sys.stderr.write("gateway serve: --ledger-writer-process needs REDIS_URL\n")
-        return 2
     os.environ["GATEWAY_LEDGER_WRITER"] = "external"  # the workers only queue
     with writer_process(settings.ledger.drain_timeout_s + WRITER_STOP_GRACE_S):
         _run_uvicorn(settings)
@@ -92,7 +97,7 @@ def _ledger_writer(args: argparse.Namespace) -> int:
     if not settings.redis.redis_url:
         sys.stderr.write("gateway ledger-writer: set REDIS_URL (it reads the ledger stream)\n")
         return 2
-    uvloop.run(run_writer(settings))
+    uvloop.run(run_writer(settings, exit_with_parent=args.exit_with_parent))
     return 0
 
 
@@ -128,13 +133,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--ledger-writer-process",
-        action="store_true",
-        help="write the ledger from one process of its own, not in every worker (needs Redis)",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="write the ledger from one process of its own next to the workers (the default "
+        "with Redis, GATEWAY_LEDGER_WRITER=process), or --no-...: from every worker",
     )
     serve.set_defaults(func=_serve)
 
     writer = sub.add_parser(
         "ledger-writer", help="write the Redis ledger stream to the database (a process of its own)"
+    )
+    writer.add_argument(
+        "--exit-with-parent",
+        action="store_true",
+        help="stop (draining) when the process that started it is gone (as `serve` starts it)",
     )
     writer.set_defaults(func=_ledger_writer)
 

@@ -103,9 +103,11 @@ class LedgerSettings(BaseSettings):
     retention_days: int = Field(default=90, ge=1)
     claim_idle_s: float = Field(default=30.0, gt=0)  # a writer silent this long is taken over
     drain_timeout_s: float = Field(default=10.0, ge=0)  # shutdown waits this long to drain
-    # "worker": every serving worker runs a writer; "external": workers only queue, and
-    # `gateway ledger-writer` writes (needs Redis; the embedded default always writes in process).
-    writer: Literal["worker", "external"] = "worker"
+    # Where the Redis stream is written to the database (without Redis: always in process).
+    # "process": `gateway serve` runs one writer process next to its workers (an app served any
+    # other way writes in process); "worker": every serving worker runs a writer; "external":
+    # workers only queue and `gateway ledger-writer`, run separately, writes.
+    writer: Literal["process", "worker", "external"] = "process"
 
 
 class KeysSettings(BaseSettings):

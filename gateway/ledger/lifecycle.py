@@ -112,7 +112,7 @@ async def open_ledger(
         drain_timeout_s=config.drain_timeout_s,
     )
     if writer_here is None:
-        writer_here = config.writer == "worker"
+        writer_here = config.writer != "external"
     upkeep_task: asyncio.Task[None] | None = None
     if writer_here or not queue.durable:  # nobody else can read an in-process queue
         upkeep_task = asyncio.create_task(_keep_up(upkeep, queue), name="ledger-upkeep")

@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import AsyncExitStack, contextmanager
 
@@ -18,15 +21,25 @@ from gateway.ledger.lifecycle import open_ledger
 from gateway.resources import make_engine
 from gateway.resp import RespClient
 from gateway.settings import Settings
+from providers.background import stop_task
 
 log = logging.getLogger("gateway.ledger.process")
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
-COMMAND = [sys.executable, "-m", "gateway.cli", "ledger-writer"]
+COMMAND = [sys.executable, "-m", "gateway.cli", "ledger-writer", "--exit-with-parent"]
+PARENT_CHECK_S = 1.0  # how often a writer started by `gateway serve` checks it still has one
+RESTART_BACKOFF_S = (1.0, 2.0, 5.0, 10.0, 30.0)  # between restarts of a writer that keeps dying
+STEADY_S = 60.0  # a writer that ran this long before dying is restarted without delay growth
 
 
-async def run_writer(settings: Settings, stop: asyncio.Event | None = None) -> None:
-    """Write the Redis stream to the database until SIGTERM or SIGINT (or `stop`), then drain."""
+async def run_writer(
+    settings: Settings, stop: asyncio.Event | None = None, *, exit_with_parent: bool = False
+) -> None:
+    """Write the Redis stream to the database until SIGTERM or SIGINT (or `stop`), then drain.
+
+    With `exit_with_parent`, it also stops (draining) once the process that started it is gone,
+    so a `gateway serve` killed with SIGKILL leaves no writer behind.
+    """
     redis_url = settings.redis.redis_url
     if not redis_url:
         raise ValueError("the ledger writer process reads the Redis stream: set REDIS_URL")
@@ -34,6 +47,7 @@ async def run_writer(settings: Settings, stop: asyncio.Event | None = None) -> N
     loop = asyncio.get_running_loop()
     for sig in STOP_SIGNALS:
         loop.add_signal_handler(sig, stop.set)
+    watch = asyncio.create_task(_watch_parent(stop)) if exit_with_parent else None
     try:
         async with AsyncExitStack() as stack:
             engine = make_engine(settings)
@@ -49,24 +63,82 @@ async def run_writer(settings: Settings, stop: asyncio.Event | None = None) -> N
             await stop.wait()
             log.info("ledger writer process stopping: draining")
     finally:
+        await stop_task(watch)
         for sig in STOP_SIGNALS:
             loop.remove_signal_handler(sig)
 
 
+async def _watch_parent(stop: asyncio.Event) -> None:
+    parent = os.getppid()
+    while not stop.is_set():
+        await asyncio.sleep(PARENT_CHECK_S)
+        if os.getppid() != parent:
+            log.warning("the gateway that started this ledger writer is gone: stopping")
+            stop.set()
+
+
 @contextmanager
 def writer_process(stop_timeout_s: float) -> Iterator[None]:
-    """`gateway ledger-writer` as a child of `gateway serve` while the server runs. uvicorn
-    re-raises the SIGTERM it handled on its way out: it is held until the writer has drained."""
+    """`gateway ledger-writer` as a child of `gateway serve` while the server runs, restarted
+    (with growing pauses) if it dies. uvicorn re-raises the SIGTERM it handled on its way out:
+    it is held until the writer has drained."""
     caught: list[int] = []
     previous = signal.signal(signal.SIGTERM, lambda sig, _frame: caught.append(sig))
-    process = subprocess.Popen(COMMAND)
+    supervisor = _Supervisor()
+    supervisor.start()
     try:
         yield
     finally:
-        _stop(process, stop_timeout_s)
+        supervisor.stop(stop_timeout_s)
         signal.signal(signal.SIGTERM, previous)
         for sig in caught:
             signal.raise_signal(sig)
+
+
+class _Supervisor:
+    """Keeps one writer process running from a thread: the server owns the main thread."""
+
+    def __init__(self) -> None:
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._process: subprocess.Popen[bytes] | None = None
+        self._thread = threading.Thread(target=self._run, name="ledger-writer", daemon=True)
+
+    def start(self) -> None:
+        self._spawn()
+        self._thread.start()
+
+    def _spawn(self) -> subprocess.Popen[bytes] | None:
+        with self._lock:  # never a new writer once stop() has looked
+            if self._stopping.is_set():
+                return None
+            self._process = subprocess.Popen(COMMAND)
+            return self._process
+
+    def _run(self) -> None:
+        process, failures = self._process, 0
+        while process is not None:
+            started = time.monotonic()
+            code = process.wait()
+            if self._stopping.is_set():
+                return
+            failures = 0 if time.monotonic() - started > STEADY_S else failures + 1
+            pause = RESTART_BACKOFF_S[min(failures, len(RESTART_BACKOFF_S)) - 1] if failures else 0
+            log.error(
+                "ledger writer process exited; restarting it",
+                extra={"exit_code": code, "restart_in_s": pause},
+            )
+            if self._stopping.wait(pause):
+                return
+            process = self._spawn()
+
+    def stop(self, timeout_s: float) -> None:
+        with self._lock:
+            self._stopping.set()
+            process = self._process
+        if process is not None:
+            _stop(process, timeout_s)
+        self._thread.join(timeout=1.0)
 
 
 def _stop(process: subprocess.Popen[bytes], timeout_s: float) -> None:

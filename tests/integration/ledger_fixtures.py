@@ -211,6 +211,7 @@ class GatewayProcess:
                 env=env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group: `crash` reaches every process
             )
 
     async def ready(self, timeout_s: float = 60.0) -> None:
@@ -227,7 +228,13 @@ class GatewayProcess:
             await poll(answers, timeout_s=timeout_s, what="gateway /health")
 
     def kill(self) -> None:
+        """SIGKILL to the server alone (its ledger writer process notices and leaves)."""
         self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def crash(self) -> None:
+        """SIGKILL to every process of the gateway at once: server, workers, ledger writer."""
+        os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait(timeout=10)
 
     def terminate(self, timeout_s: float = 60.0) -> int:

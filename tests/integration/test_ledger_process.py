@@ -1,12 +1,15 @@
-"""The ledger writer in a process of its own: `gateway serve --ledger-writer-process` records
-every answered generation while its workers only queue; without Redis the setting is moot."""
+"""The ledger writer in a process of its own: `gateway serve` with Redis (or with
+`--ledger-writer-process`) records every answered generation while its workers only queue; the
+writer is restarted if it dies and leaves with the server; without Redis the setting is moot."""
 
 from __future__ import annotations
 
+import os
 import signal
 from pathlib import Path
 
 import httpx
+import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -22,10 +25,37 @@ from tests.integration.ledger_fixtures import (
     wait_for_ids,
 )
 from tests.support.gateway import run_gateway, write_catalog
+from tests.support.polling import eventually
 
 
+def writer_pids(parent: int) -> set[int]:
+    """The `gateway ledger-writer` processes whose parent is `parent`."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == parent and b"ledger-writer" in cmdline:
+            found.add(int(entry.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+@pytest.mark.parametrize("flags", [(), ("--ledger-writer-process",)], ids=["default", "flag"])
 async def test_serve_with_a_writer_process_records_every_answer(
-    tmp_path: Path, pg_database: str, redis_url: str, redis_prefix: str
+    tmp_path: Path, pg_database: str, redis_url: str, redis_prefix: str, flags: tuple[str, ...]
 ) -> None:
     fleet = await start_fleet({"a": Profile(completion_tokens=8)})
     catalog = write_catalog(tmp_path / "catalog.toml", {"a": fleet.url_for("a")})
@@ -37,9 +67,10 @@ async def test_serve_with_a_writer_process_records_every_answer(
         GATEWAY_LEDGER_FLUSH_INTERVAL_S="0.05",
     )
     engine = create_async_engine(pg_database)
-    gateway = GatewayProcess(tmp_path, env, "--ledger-writer-process")
+    gateway = GatewayProcess(tmp_path, env, *flags)
     try:
         await gateway.ready()
+        assert len(writer_pids(gateway.proc.pid)) == 1
         async with httpx.AsyncClient(timeout=30) as client:
             answered = []
             for n in range(12):
@@ -83,3 +114,67 @@ async def test_the_embedded_default_writes_in_process_whatever_the_setting(
                 await engine.dispose()
     finally:
         await fleet.close()
+
+
+async def test_no_writer_process_means_every_worker_writes(
+    tmp_path: Path, pg_database: str, redis_url: str, redis_prefix: str
+) -> None:
+    fleet = await start_fleet({"a": Profile(completion_tokens=8)})
+    catalog = write_catalog(tmp_path / "catalog.toml", {"a": fleet.url_for("a")})
+    env = clean_env(
+        DATABASE_URL=pg_database,
+        REDIS_URL=redis_url,
+        REDIS_PREFIX=redis_prefix,
+        GATEWAY_CATALOG=str(catalog),
+    )
+    gateway = GatewayProcess(tmp_path, env, "--no-ledger-writer-process")
+    try:
+        await gateway.ready()
+        assert writer_pids(gateway.proc.pid) == set()
+        async with httpx.AsyncClient(timeout=30) as client:
+            status = (await client.get(f"{gateway.url}/api/v1/ledger/status")).json()
+        assert status["source"] == "redis-stream" and status["writer_running"] is True
+    finally:
+        gateway.terminate()
+        await fleet.close()
+        await drop_redis_keys(redis_url, redis_prefix)
+
+
+async def test_a_dead_writer_is_restarted_and_the_writer_leaves_with_the_server(
+    tmp_path: Path, pg_database: str, redis_url: str, redis_prefix: str
+) -> None:
+    fleet = await start_fleet({"a": Profile(completion_tokens=8)})
+    catalog = write_catalog(tmp_path / "catalog.toml", {"a": fleet.url_for("a")})
+    env = clean_env(
+        DATABASE_URL=pg_database,
+        REDIS_URL=redis_url,
+        REDIS_PREFIX=redis_prefix,
+        GATEWAY_CATALOG=str(catalog),
+        GATEWAY_LEDGER_FLUSH_INTERVAL_S="0.05",
+        GATEWAY_LEDGER_CLAIM_IDLE_S="1",
+    )
+    engine = create_async_engine(pg_database)
+    gateway = GatewayProcess(tmp_path, env)
+    try:
+        await gateway.ready()
+        (first,) = writer_pids(gateway.proc.pid)
+        os.kill(first, signal.SIGKILL)
+        await eventually(
+            lambda: bool(writer_pids(gateway.proc.pid) - {first}),
+            timeout_s=30,
+            what="a new ledger writer process",
+        )
+        (second,) = writer_pids(gateway.proc.pid)
+        async with httpx.AsyncClient(timeout=30) as client:
+            answer = await client.post(f"{gateway.url}/v1/chat/completions", json=chat("again"))
+            assert answer.status_code == 200, answer.text
+        await wait_for_ids(engine, [answer.json()["id"]])
+        assert "ledger writer process exited; restarting it" in gateway.output()
+        gateway.kill()  # SIGKILL: the server can't stop its writer; the writer notices
+        await eventually(lambda: not alive(second), timeout_s=30, what="the writer to leave")
+    finally:
+        if gateway.proc.poll() is None:
+            gateway.terminate()
+        await engine.dispose()
+        await fleet.close()
+        await drop_redis_keys(redis_url, redis_prefix)
