@@ -106,7 +106,9 @@ class _Connection(asyncio.Protocol):
     """One socket: requests are written in order, so their replies come back in that order.
 
     Each waiter is (future, replies expected or 0 for one unwrapped reply, deadline). A waiter
-    whose caller was cancelled still takes its replies, which are dropped.
+    whose caller was cancelled still takes its replies, which are dropped. An idle connection
+    writes a command at once; while replies are due, commands join one write on the loop's next
+    turn (`_flush`), so a burst from many concurrent requests costs one syscall, not one each.
     """
 
     def __init__(self, address: Address, timeout_s: float) -> None:
@@ -119,6 +121,7 @@ class _Connection(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._watchdog: asyncio.TimerHandle | None = None
         self._lost = False
+        self._pending: list[bytes] = []  # not yet written; when not empty a `_flush` is scheduled
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)
@@ -128,13 +131,28 @@ class _Connection(asyncio.Protocol):
         transport = self._transport
         return not self._lost and transport is not None and not transport.is_closing()
 
+    def busy(self) -> bool:
+        """Replies are due: a command sent now joins the next write instead of its own."""
+        return bool(self._waiting)
+
     def send(self, data: bytes, count: int) -> asyncio.Future[Any]:
         future = self._loop.create_future()
-        self._waiting.append((future, count, time.monotonic() + self._timeout_s))
-        cast(asyncio.Transport, self._transport).write(data)
+        waiting = self._waiting
+        if not waiting:  # idle: nothing to wait behind
+            cast(asyncio.Transport, self._transport).write(data)
+        else:
+            if not self._pending:
+                self._loop.call_soon(self._flush)
+            self._pending.append(data)  # in the waiters' order, so replies match
+        waiting.append((future, count, time.monotonic() + self._timeout_s))
         if self._watchdog is None:
             self._watchdog = self._loop.call_later(self._timeout_s, self._watch)
         return future
+
+    def _flush(self) -> None:
+        pending, self._pending = self._pending, []
+        if pending and self.ready():  # else `_drop` has failed, or will fail, their waiters
+            cast(asyncio.Transport, self._transport).write(b"".join(pending))
 
     def data_received(self, data: bytes) -> None:
         reader, waiting = self._reader, self._waiting
@@ -182,6 +200,7 @@ class _Connection(asyncio.Protocol):
             if not future.done():
                 future.set_exception(error(message))
         self._partial = []
+        self._pending = []
         if self._transport is not None:
             self._transport.abort()
 
@@ -191,7 +210,8 @@ class _Connection(asyncio.Protocol):
 
 class RespClient:
     """Commands spread round-robin over a few connections, each opened on first use and again
-    after it is lost. A command's reply is awaited without a pool or a per-call timer."""
+    after it is lost; while the last one used is waiting for replies, commands stay on it, so a
+    burst shares one write. A command's reply is awaited without a pool or a per-call timer."""
 
     def __init__(
         self,
@@ -205,6 +225,7 @@ class RespClient:
         self._slots: list[_Connection | None] = [None] * connections
         self._opening: list[asyncio.Task[_Connection] | None] = [None] * connections
         self._next = 0
+        self._last: _Connection | None = None  # busy, it takes new commands: see `_request`
         self._scripts: dict[Arg, str] = {}  # sha -> source, for the NOSCRIPT fallback
 
     @classmethod
@@ -243,12 +264,15 @@ class RespClient:
         return replies
 
     def _request(self, data: bytes, count: int) -> Awaitable[Any]:
-        slots = self._slots
-        n = self._next = (self._next + 1) % len(slots)
-        connection = slots[n]
-        if connection is not None and connection.ready():
-            return connection.send(data, count)
-        return self._request_when_open(n, data, count)
+        connection = self._last
+        if connection is None or not connection.busy() or not connection.ready():
+            slots = self._slots
+            n = self._next = (self._next + 1) % len(slots)
+            connection = slots[n]
+            if connection is None or not connection.ready():
+                return self._request_when_open(n, data, count)
+            self._last = connection
+        return connection.send(data, count)
 
     async def _request_when_open(self, n: int, data: bytes, count: int) -> Any:
         opening = self._opening[n]
@@ -301,6 +325,7 @@ class RespClient:
             if connection is not None:
                 connection.close()
         self._slots = [None] * len(self._slots)
+        self._last = None
 
 
 class Script:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 
 from providers.catalog import Price
@@ -14,6 +15,7 @@ from providers.usage import Usage
 
 PER_MILLION = Decimal(1_000_000)
 USD_QUANTUM = Decimal("1e-12")  # catalog prices have <= 6 decimals per 1M tokens
+PICO = 12  # USD_QUANTUM's exponent: costs are computed as integer pico-USD where they can be
 ZERO = Decimal(0)
 
 
@@ -51,6 +53,13 @@ def _usd(tokens: int, per_million: Decimal) -> Decimal:
     return (per_million * tokens / PER_MILLION).quantize(USD_QUANTUM)
 
 
+def _pico_per_token(per_million: Decimal) -> int | None:
+    """A per-1M-token USD price as exact integer pico-USD per token; None if it has more than
+    6 decimals (then only the Decimal formula, which rounds to the pico, is exact)."""
+    rate = per_million.scaleb(PICO - 6)
+    return int(rate) if rate.is_finite() and rate == rate.to_integral_value() else None
+
+
 def cost_of(usage: Usage, price: Price) -> Cost:
     """Price a generation: uncached prompt, cache reads and writes, completion, per request."""
     cache_read_price = price.effective_cache_read()
@@ -80,3 +89,26 @@ def worst_case_cost(price: Price, prompt_tokens: int, max_completion_tokens: int
         + _usd(max_completion_tokens, price.completion)
         + price.request
     )
+
+
+def worst_case_pico(price: Price, prompt_tokens: int, max_completion_tokens: int) -> int | None:
+    """`worst_case_cost` in integer pico-USD, exactly, without Decimal arithmetic per call;
+    None when a price is finer than a pico per token (then only `worst_case_cost` is exact)."""
+    rates = _worst_case_rates(price)
+    if rates is None:
+        return None
+    prompt, completion, request = rates
+    return prompt_tokens * prompt + max_completion_tokens * completion + request
+
+
+@lru_cache(maxsize=1024)
+def _worst_case_rates(price: Price) -> tuple[int, int, int] | None:
+    """Pico-USD per prompt token (the dearer of prompt and cache write), per completion token,
+    and per request; None if any of them is not a whole number of pico-USD."""
+    prompt = _pico_per_token(max(price.prompt, price.cache_write or ZERO))
+    completion = _pico_per_token(price.completion)
+    request = price.request.scaleb(PICO)
+    whole = request.is_finite() and request == request.to_integral_value()
+    if prompt is None or completion is None or not whole:
+        return None
+    return prompt, completion, int(request)

@@ -196,12 +196,13 @@ class Gateway:
         return tree_of(self.pid)
 
     def worker_pids(self) -> list[int]:
-        """The processes that serve requests: the server itself when it has no workers."""
+        """The processes that serve requests: the server itself when it has no workers (its
+        ledger writer process is a child too, but serves nothing)."""
         workers = []
         for pid in children_of(self.pid):
             with contextlib.suppress(OSError):
                 cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-                if b"resource_tracker" not in cmdline:
+                if b"resource_tracker" not in cmdline and b"ledger-writer" not in cmdline:
                     workers.append(pid)
         return workers or [self.pid]
 

@@ -44,6 +44,45 @@ async def test_concurrent_commands_and_a_pipeline_get_their_own_replies(
         await client.aclose()
 
 
+class _CountingTransport:
+    """Counts the writes to a connection's socket; everything else goes to the real one."""
+
+    def __init__(self, inner: asyncio.Transport) -> None:
+        self.inner, self.writes = inner, 0
+
+    def write(self, data: bytes) -> None:
+        self.writes += 1
+        self.inner.write(data)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+
+async def test_commands_sent_in_one_loop_iteration_share_a_write_and_keep_their_order(
+    redis_url: str, redis: Redis, redis_prefix: str
+) -> None:
+    client = RespClient.from_url(redis_url, connections=2)
+    try:
+        await asyncio.gather(client.execute("PING"), client.execute("PING"))  # both open
+        counters = []
+        for connection in client._slots:
+            assert connection is not None
+            counting = _CountingTransport(connection._transport)  # type: ignore[arg-type]
+            connection._transport = counting  # type: ignore[assignment]
+            counters.append(counting)
+        key = f"{redis_prefix}counter"
+        replies = await asyncio.gather(*(client.execute("INCR", key) for _ in range(50)))
+        assert replies == list(range(1, 51))  # one connection, in the order they were sent
+        # the first goes out at once (nothing to wait behind), the other 49 in one write
+        assert sum(counting.writes for counting in counters) == 2
+        piped = await asyncio.gather(
+            *(client.pipeline([("INCR", key), ("GET", key)]) for _ in range(3))
+        )
+        assert piped == [[51, b"51"], [52, b"52"], [53, b"53"]]
+    finally:
+        await client.aclose()
+
+
 async def test_an_error_reply_is_raised_alone_and_kept_in_place_in_a_pipeline(
     one: RespClient, redis_prefix: str
 ) -> None:

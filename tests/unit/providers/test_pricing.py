@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from providers.catalog import Price
-from providers.pricing import cost_of, worst_case_cost
+from providers.pricing import cost_of, worst_case_cost, worst_case_pico
 from providers.usage import Usage
 
 GROQ = Price(prompt=Decimal("0.075"), completion=Decimal("0.30"), cache_read=Decimal("0.0375"))
@@ -72,3 +72,39 @@ def test_worst_case_bounds_the_real_cost() -> None:
     bound = worst_case_cost(GROQ, prompt_tokens=1000, max_completion_tokens=100)
     real = cost_of(Usage(prompt_tokens=1000, completion_tokens=100, cached_tokens=500), GROQ)
     assert real.total <= bound
+
+
+# Per-1M-token prices with up to 8 decimals: 7 and 8 are finer than a pico per token.
+PRICES = st.decimals(min_value=0, max_value=1000, places=8, allow_nan=False, allow_infinity=False)
+REQUEST_PRICES = st.decimals(
+    min_value=0, max_value=1, places=14, allow_nan=False, allow_infinity=False
+)
+
+
+@given(
+    st.builds(
+        Price,
+        prompt=PRICES,
+        completion=PRICES,
+        cache_write=st.none() | PRICES,
+        request=REQUEST_PRICES,
+    ),
+    st.integers(0, 2_000_000),
+    st.integers(0, 2_000_000),
+)
+def test_worst_case_in_pico_is_the_decimal_formula_exactly(
+    price: Price, prompt_tokens: int, completion_tokens: int
+) -> None:
+    exact = worst_case_cost(price, prompt_tokens, completion_tokens)
+    pico = worst_case_pico(price, prompt_tokens, completion_tokens)
+    whole = (
+        all(
+            d.scaleb(6) == d.scaleb(6).to_integral_value()
+            for d in (price.prompt, price.completion, price.cache_write or Decimal(0))
+        )
+        and price.request.scaleb(12) == price.request.scaleb(12).to_integral_value()
+    )
+    if whole:
+        assert pico is not None and Decimal(pico).scaleb(-12) == exact
+    elif pico is not None:  # a finer cache-write price may lose to a whole prompt price
+        assert Decimal(pico).scaleb(-12) == exact
