@@ -135,11 +135,16 @@ def _gateway_cli(args: list[str], env: Mapping[str, str]) -> str:
 class Stack:
     backing: Backing
     env: dict[str, str]
-    api_key: str
+    api_key: str  # with spend and rate limits: the limiter's Redis script runs on every request
+    free_key: str  # without limits: no limit check at the start, the ledger XADD alone at the end
 
     @property
     def auth_headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.api_key}"}
+
+    @property
+    def free_auth_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.free_key}"}
 
 
 def prepare_stack(backing: Backing, upstream_port: int, workdir: Path) -> Stack:
@@ -160,7 +165,8 @@ def prepare_stack(backing: Backing, upstream_port: int, workdir: Path) -> Stack:
     created = json.loads(
         _gateway_cli(["keys", "create", "--name", "bench", "--json", *KEY_LIMITS], env)
     )
-    return Stack(backing, env, created["key"])
+    free = json.loads(_gateway_cli(["keys", "create", "--name", "bench-free", "--json"], env))
+    return Stack(backing, env, created["key"], free["key"])
 
 
 def gateway_command(server: str, port: int, workers: int) -> list[str]:

@@ -69,6 +69,9 @@ FULL = {
 }
 
 
+FREE_KEY_TARGET = "gateway, 1 worker, key without limits"
+
+
 def say(text: str) -> None:
     print(text, flush=True)
 
@@ -110,13 +113,23 @@ def run(args: argparse.Namespace, command: str) -> Results:
         if scaled is None:
             others = gateways[1:]
         direct_script, gateway_script = workdir / "direct.lua", workdir / "gateway.lua"
+        free_script = workdir / "free.lua"
         direct_script.write_text(lua_script(CHAT_BODY))
         gateway_script.write_text(lua_script(CHAT_BODY, stack.auth_headers))
+        free_script.write_text(lua_script(CHAT_BODY, stack.free_auth_headers))
         direct_url = f"http://127.0.0.1:{up_port}{CHAT_PATH}"
         targets = [_target(DIRECT, direct_url, upstream.pid, direct_script)]
         targets += [_target(g.name, g.url, g, gateway_script) for g in gateways]
+        # The same one-worker gateway, called with a key that has no limits: what the limit
+        # check (one Redis round trip, and the settle script at the end) adds.
+        targets.append(_target(FREE_KEY_TARGET, one.url, one, free_script))
         results = Results(
-            header, [], one.name, scaled.name if scaled else None, [g.name for g in others]
+            header,
+            [],
+            one.name,
+            scaled.name if scaled else None,
+            [g.name for g in others],
+            free_key=FREE_KEY_TARGET,
         )
 
         if not args.skip_micro:

@@ -50,6 +50,7 @@ def test_quick_run_writes_the_table_with_zero_errors(tmp_path: Path) -> None:
     throughput = _table_rows(text, "Non-streaming requests")
     names = {row[0] for row in throughput}
     assert {"upstream (direct)", "gateway, 1 worker", "gateway, 2 workers"} <= names
+    assert "gateway, 1 worker, key without limits" in names
     assert {row[1] for row in throughput} == {"1", "16"}
     assert all(row[9] == "0" for row in throughput), throughput  # errors column
 
