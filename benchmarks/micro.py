@@ -319,7 +319,7 @@ async def io_micros(
                     f"Postgres: ledger write per generation, batch {batch}",
                     min(runs),
                     statistics.median(runs),
-                    "writer CPU, in each worker",
+                    "writer CPU (its own process under `gateway serve`)",
                 )
             )
     finally:
