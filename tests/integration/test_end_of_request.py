@@ -17,16 +17,9 @@ from gateway.keys.redis_limiter import RedisLimiter
 from gateway.ledger.events import GenerationEvent
 from gateway.ledger.stream import LedgerUnavailable, RedisStreamLedger
 from gateway.resp import Batch, RespClient
-from tests.integration.keys_fixtures import redis_client
 
 NOW = datetime.now(UTC)
 KEY = ApiKey("key-end", "end", "0" * 64, "sk-gw-end", NOW, NOW, Decimal(1), "none", RateLimit())
-
-
-@pytest.fixture
-async def redis(redis_url: str, redis_prefix: str) -> AsyncIterator[Redis]:
-    async with redis_client(redis_url, redis_prefix) as client:  # removes the test's keys
-        yield client
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -26,6 +27,26 @@ from tests.integration.ledger_fixtures import (
 )
 from tests.support.gateway import run_gateway, write_catalog
 from tests.support.polling import eventually
+
+
+@pytest.fixture
+async def served_env(
+    tmp_path: Path, pg_database: str, redis_url: str, redis_prefix: str
+) -> AsyncIterator[dict[str, str]]:
+    """The environment of a `gateway serve` on Postgres and Redis before one simulated provider."""
+    fleet = await start_fleet({"a": Profile(completion_tokens=8)})
+    catalog = write_catalog(tmp_path / "catalog.toml", {"a": fleet.url_for("a")})
+    try:
+        yield clean_env(
+            DATABASE_URL=pg_database,
+            REDIS_URL=redis_url,
+            REDIS_PREFIX=redis_prefix,
+            GATEWAY_CATALOG=str(catalog),
+            GATEWAY_LEDGER_FLUSH_INTERVAL_S="0.05",
+        )
+    finally:
+        await fleet.close()
+        await drop_redis_keys(redis_url, redis_prefix)
 
 
 def writer_pids(parent: int) -> set[int]:
@@ -55,19 +76,10 @@ def alive(pid: int) -> bool:
 
 @pytest.mark.parametrize("flags", [(), ("--ledger-writer-process",)], ids=["default", "flag"])
 async def test_serve_with_a_writer_process_records_every_answer(
-    tmp_path: Path, pg_database: str, redis_url: str, redis_prefix: str, flags: tuple[str, ...]
+    tmp_path: Path, pg_database: str, served_env: dict[str, str], flags: tuple[str, ...]
 ) -> None:
-    fleet = await start_fleet({"a": Profile(completion_tokens=8)})
-    catalog = write_catalog(tmp_path / "catalog.toml", {"a": fleet.url_for("a")})
-    env = clean_env(
-        DATABASE_URL=pg_database,
-        REDIS_URL=redis_url,
-        REDIS_PREFIX=redis_prefix,
-        GATEWAY_CATALOG=str(catalog),
-        GATEWAY_LEDGER_FLUSH_INTERVAL_S="0.05",
-    )
     engine = create_async_engine(pg_database)
-    gateway = GatewayProcess(tmp_path, env, *flags)
+    gateway = GatewayProcess(tmp_path, served_env, *flags)
     try:
         await gateway.ready()
         assert len(writer_pids(gateway.proc.pid)) == 1
@@ -89,8 +101,6 @@ async def test_serve_with_a_writer_process_records_every_answer(
         if gateway.proc.poll() is None:
             gateway.terminate()
         await engine.dispose()
-        await fleet.close()
-        await drop_redis_keys(redis_url, redis_prefix)
 
 
 async def test_the_embedded_default_writes_in_process_whatever_the_setting(
@@ -117,17 +127,9 @@ async def test_the_embedded_default_writes_in_process_whatever_the_setting(
 
 
 async def test_no_writer_process_means_every_worker_writes(
-    tmp_path: Path, pg_database: str, redis_url: str, redis_prefix: str
+    tmp_path: Path, served_env: dict[str, str]
 ) -> None:
-    fleet = await start_fleet({"a": Profile(completion_tokens=8)})
-    catalog = write_catalog(tmp_path / "catalog.toml", {"a": fleet.url_for("a")})
-    env = clean_env(
-        DATABASE_URL=pg_database,
-        REDIS_URL=redis_url,
-        REDIS_PREFIX=redis_prefix,
-        GATEWAY_CATALOG=str(catalog),
-    )
-    gateway = GatewayProcess(tmp_path, env, "--no-ledger-writer-process")
+    gateway = GatewayProcess(tmp_path, served_env, "--no-ledger-writer-process")
     try:
         await gateway.ready()
         assert writer_pids(gateway.proc.pid) == set()
@@ -136,23 +138,12 @@ async def test_no_writer_process_means_every_worker_writes(
         assert status["source"] == "redis-stream" and status["writer_running"] is True
     finally:
         gateway.terminate()
-        await fleet.close()
-        await drop_redis_keys(redis_url, redis_prefix)
 
 
 async def test_a_dead_writer_is_restarted_and_the_writer_leaves_with_the_server(
-    tmp_path: Path, pg_database: str, redis_url: str, redis_prefix: str
+    tmp_path: Path, pg_database: str, served_env: dict[str, str]
 ) -> None:
-    fleet = await start_fleet({"a": Profile(completion_tokens=8)})
-    catalog = write_catalog(tmp_path / "catalog.toml", {"a": fleet.url_for("a")})
-    env = clean_env(
-        DATABASE_URL=pg_database,
-        REDIS_URL=redis_url,
-        REDIS_PREFIX=redis_prefix,
-        GATEWAY_CATALOG=str(catalog),
-        GATEWAY_LEDGER_FLUSH_INTERVAL_S="0.05",
-        GATEWAY_LEDGER_CLAIM_IDLE_S="1",
-    )
+    env = {**served_env, "GATEWAY_LEDGER_CLAIM_IDLE_S": "1"}
     engine = create_async_engine(pg_database)
     gateway = GatewayProcess(tmp_path, env)
     try:
@@ -176,5 +167,3 @@ async def test_a_dead_writer_is_restarted_and_the_writer_leaves_with_the_server(
         if gateway.proc.poll() is None:
             gateway.terminate()
         await engine.dispose()
-        await fleet.close()
-        await drop_redis_keys(redis_url, redis_prefix)

@@ -11,13 +11,6 @@ import pytest
 from redis.asyncio import Redis
 
 from gateway.resp import Batch, ConnectionFailed, ReplyError, ReplyTimeout, RespClient
-from tests.integration.keys_fixtures import redis_client
-
-
-@pytest.fixture
-async def redis(redis_url: str, redis_prefix: str) -> AsyncIterator[Redis]:
-    async with redis_client(redis_url, redis_prefix) as client:  # removes the test's keys
-        yield client
 
 
 @pytest.fixture
