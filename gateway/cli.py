@@ -54,8 +54,8 @@ def _serve(args: argparse.Namespace) -> int:
     if separate is None:
         separate = settings.ledger.writer == "process" and bool(settings.redis.redis_url)
     if not separate:
-        if args.ledger_writer_process is False and settings.ledger.writer == "process":
-            os.environ["GATEWAY_LEDGER_WRITER"] = "worker"
+        if args.ledger_writer_process is False:
+            os.environ["GATEWAY_LEDGER_WRITER"] = "worker"  # as the flag's help says
         _run_uvicorn(settings)
         return 0
     from gateway.ledger.process import writer_process
@@ -97,8 +97,7 @@ def _ledger_writer(args: argparse.Namespace) -> int:
     if not settings.redis.redis_url:
         sys.stderr.write("gateway ledger-writer: set REDIS_URL (it reads the ledger stream)\n")
         return 2
-    uvloop.run(run_writer(settings, exit_with_parent=args.exit_with_parent))
-    return 0
+    return uvloop.run(run_writer(settings, exit_with_parent=args.exit_with_parent))
 
 
 def _migrate(args: argparse.Namespace) -> int:

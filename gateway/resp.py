@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
+import logging
 import ssl
 import time
 from collections import deque
@@ -17,6 +18,8 @@ from typing import Any, cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import hiredis
+
+log = logging.getLogger("gateway.resp")
 
 Arg = bytes | str | int | float
 Command = tuple[Arg, ...]
@@ -137,6 +140,11 @@ class _Connection(asyncio.Protocol):
 
     def send(self, data: bytes, count: int) -> asyncio.Future[Any]:
         future = self._loop.create_future()
+        if not self.ready():  # lost between being opened and used: fail now, not at the timeout
+            future.set_exception(
+                ConnectionFailed(f"the connection to Redis at {self._address} closed")
+            )
+            return future
         waiting = self._waiting
         if not waiting:  # idle: nothing to wait behind
             cast(asyncio.Transport, self._transport).write(data)
@@ -379,6 +387,8 @@ class Batch:
             try:
                 on_reply(reply)
             except Exception as exc:  # raised below, once the other owners have seen their replies
+                if raised is not None:
+                    log.error("another reply handler of the batch failed too", exc_info=exc)
                 raised = raised or exc
         if raised is not None:
             raise raised

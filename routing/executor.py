@@ -14,8 +14,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_random_exponential
-
 from providers.catalog import Endpoint, Secret
 from providers.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from providers.provider import Chunk, Completion, Provider, Timeouts, UpstreamCall
@@ -24,6 +22,7 @@ from routing.affinity import AffinityMemory
 from routing.attempts import Attempt, GenerationFailed, OpenedStream, Served, Skip
 from routing.breaker import Phase
 from routing.planner import Plan
+from routing.retry import RetryPolicy, retryable, retrying
 
 __all__ = [
     "Attempt",
@@ -53,14 +52,6 @@ class EndpointGate(Protocol):
     def phase(self, endpoint_id: str, now: float) -> tuple[Phase, float]: ...
 
     async def claim_probe(self, endpoint_id: str, now: float) -> bool: ...
-
-
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    retries_per_endpoint: int = 1  # extra tries of one endpoint while others remain
-    backoff_base_s: float = 0.05
-    backoff_max_s: float = 2.0
-    deadline_s: float = 900.0  # the whole generation: no attempt or wait runs past it
 
 
 @dataclass(slots=True)
@@ -269,7 +260,7 @@ class Executor:
         try:
             return await self._call_once(endpoint, body, run, once)
         except UpstreamError as exc:
-            if not _retryable(exc, alone):
+            if not retryable(exc, alone):
                 raise
             first_failure = exc
         return await self._retry_endpoint(endpoint, body, alone, run, once, limit, first_failure)
@@ -285,32 +276,16 @@ class Executor:
         first_failure: UpstreamError,
     ) -> _T:
         """The tenacity policy, its first attempt being the failed first try."""
-        policy = self._retry
-        backoff = wait_random_exponential(
-            multiplier=policy.backoff_base_s, max=policy.backoff_max_s
-        )
-
-        def wait(state: RetryCallState) -> float:
-            outcome = state.outcome
-            exc = outcome.exception() if outcome is not None else None
-            if isinstance(exc, UpstreamError) and exc.retry_after is not None:
-                return exc.retry_after
-            return float(backoff(state))
-
-        def stop(state: RetryCallState) -> bool:
-            if state.attempt_number >= limit or run.budget <= 0:
-                return True
-            return time.monotonic() + state.upcoming_sleep >= run.deadline
-
-        retrying = AsyncRetrying(
-            retry=retry_if_exception(lambda exc: _retryable(exc, alone)),
-            wait=wait,
-            stop=stop,
+        policy = retrying(
+            self._retry,
+            alone=alone,
+            limit=limit,
+            exhausted=lambda: run.budget <= 0,
+            deadline=run.deadline,
             sleep=self._sleep,
-            reraise=True,
         )
         replayed: UpstreamError | None = first_failure
-        async for attempt in retrying:
+        async for attempt in policy:
             with attempt:
                 if replayed is not None:
                     # Tenacity decides on the first try like on any other: same numbering,
@@ -398,13 +373,6 @@ class Executor:
             return
         prompt = usage.prompt_tokens or plan.request.prompt_tokens
         self._affinity.remember(key, endpoint.id, prompt, self._clock(), endpoint.cache_ttl_s)
-
-
-def _retryable(exc: BaseException, alone: bool) -> bool:
-    if not isinstance(exc, UpstreamError) or not exc.retryable:
-        return False
-    # A Retry-After sends the request elsewhere at once, unless nowhere else is allowed.
-    return exc.retry_after is None or alone
 
 
 def _error_finish(body: dict[str, Any]) -> bool:

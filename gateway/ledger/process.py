@@ -34,8 +34,9 @@ STEADY_S = 60.0  # a writer that ran this long before dying is restarted without
 
 async def run_writer(
     settings: Settings, stop: asyncio.Event | None = None, *, exit_with_parent: bool = False
-) -> None:
-    """Write the Redis stream to the database until SIGTERM or SIGINT (or `stop`), then drain.
+) -> int:
+    """Write the Redis stream to the database until SIGTERM or SIGINT (or `stop`), then drain;
+    the exit status: 0, or 1 when the writer died (its supervisor then starts a new process).
 
     With `exit_with_parent`, it also stops (draining) once the process that started it is gone,
     so a `gateway serve` killed with SIGKILL leaves no writer behind.
@@ -60,8 +61,16 @@ async def run_writer(
                 open_ledger(settings, engine, redis, resp, writer_here=True)
             )
             log.info("ledger writer process started", extra={"source": ledger.source.kind})
-            await stop.wait()
+            stopped = asyncio.create_task(stop.wait())
+            ended = asyncio.create_task(ledger.writer.ended())
+            await asyncio.wait({stopped, ended}, return_when=asyncio.FIRST_COMPLETED)
+            await stop_task(stopped)
+            await stop_task(ended)
+            if not stop.is_set():
+                log.error("the ledger writer died: exiting so that it is started again")
+                return 1
             log.info("ledger writer process stopping: draining")
+        return 0
     finally:
         await stop_task(watch)
         for sig in STOP_SIGNALS:
@@ -112,7 +121,9 @@ class _Supervisor:
         with self._lock:  # never a new writer once stop() has looked
             if self._stopping.is_set():
                 return None
-            self._process = subprocess.Popen(COMMAND)
+            # Its own session: a Ctrl-C or a signal to the server's process group reaches the
+            # server, which then stops the writer after the workers (`stop`), not before.
+            self._process = subprocess.Popen(COMMAND, start_new_session=True)
             return self._process
 
     def _run(self) -> None:

@@ -63,6 +63,11 @@ class LedgerWriter:
         self._task = asyncio.create_task(self._run(), name="ledger-writer")
         self._task.add_done_callback(_report_exit)
 
+    async def ended(self) -> None:
+        """Return once the writer's task has ended: stopped, or died of an error."""
+        if self._task is not None:
+            await asyncio.wait({self._task})
+
     async def stop(self) -> None:
         """Drain what can be written within the drain timeout, then end the task."""
         if self._task is None:

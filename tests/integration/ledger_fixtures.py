@@ -197,6 +197,23 @@ def clean_env(**extra: str) -> dict[str, str]:
     return {**env, **extra}
 
 
+def writer_pids(parent: int) -> set[int]:
+    """The `gateway ledger-writer` processes whose parent is `parent`."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == parent and b"ledger-writer" in cmdline:
+            found.add(int(entry.name))
+    return found
+
+
 class GatewayProcess:
     """`python -m gateway.cli serve` as a child process, as an operator runs it."""
 
@@ -233,8 +250,13 @@ class GatewayProcess:
         self.proc.wait(timeout=10)
 
     def crash(self) -> None:
-        """SIGKILL to every process of the gateway at once: server, workers, ledger writer."""
+        """SIGKILL to every process of the gateway at once: server, workers, ledger writer (in
+        a session of its own, so killed by pid)."""
+        writers = writer_pids(self.proc.pid)
         os.killpg(self.proc.pid, signal.SIGKILL)
+        for pid in writers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         self.proc.wait(timeout=10)
 
     def terminate(self, timeout_s: float = 60.0) -> int:

@@ -24,6 +24,7 @@ from tests.integration.ledger_fixtures import (
     drop_redis_keys,
     settings_for,
     wait_for_ids,
+    writer_pids,
 )
 from tests.support.gateway import run_gateway, write_catalog
 from tests.support.polling import eventually
@@ -47,23 +48,6 @@ async def served_env(
     finally:
         await fleet.close()
         await drop_redis_keys(redis_url, redis_prefix)
-
-
-def writer_pids(parent: int) -> set[int]:
-    """The `gateway ledger-writer` processes whose parent is `parent`."""
-    found = set()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            cmdline = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        if ppid == parent and b"ledger-writer" in cmdline:
-            found.add(int(entry.name))
-    return found
 
 
 def alive(pid: int) -> bool:

@@ -91,16 +91,16 @@ async def test_transient_failure_is_retried_with_jittered_backoff_then_falls_bac
 
 async def test_only_a_retryable_failure_enters_the_retry_policy(monkeypatch) -> None:
     # The first try runs outside tenacity (its machinery costs ~45 µs a request).
-    import routing.executor as executor_module
+    import routing.retry as retry_module
 
     built: list[object] = []
 
-    class CountingRetrying(executor_module.AsyncRetrying):
+    class CountingRetrying(retry_module.AsyncRetrying):
         def __init__(self, *args, **kwargs) -> None:
             built.append(self)
             super().__init__(*args, **kwargs)
 
-    monkeypatch.setattr(executor_module, "AsyncRetrying", CountingRetrying)
+    monkeypatch.setattr(retry_module, "AsyncRetrying", CountingRetrying)
     script = Script(a=[UpstreamBadRequest("no", status=400)])
     planner, executor, sleep = setup(cheapest_first("a", "b"), Script())
     await executor.complete(planner.plan(req()), {})
