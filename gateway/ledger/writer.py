@@ -74,9 +74,9 @@ class LedgerWriter:
             return
         self._deadline = time.monotonic() + self._drain_timeout_s
         self._stopping.set()
-        try:
-            await asyncio.wait_for(asyncio.shield(self._task), self._drain_timeout_s + STOP_GRACE_S)
-        except TimeoutError:
+        # A task that died has had its error logged (`_report_exit`): stopping doesn't re-raise.
+        await asyncio.wait({self._task}, timeout=self._drain_timeout_s + STOP_GRACE_S)
+        if not self._task.done():
             await stop_task(self._task)
         if not self._source.durable:
             depth = await self._source.depth()

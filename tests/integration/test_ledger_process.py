@@ -4,6 +4,7 @@ writer is restarted if it dies and leaves with the server; without Redis the set
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 from collections.abc import AsyncIterator
@@ -12,9 +13,11 @@ from pathlib import Path
 import httpx
 import pytest
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from gateway.db.models import generations, usage_hourly
+from gateway.ledger.process import run_writer
+from gateway.ledger.writer import LedgerWriter
 from providers.simulator.profile import Profile
 from providers.simulator.server import start_fleet
 from tests.integration.ledger_fixtures import (
@@ -151,3 +154,25 @@ async def test_a_dead_writer_is_restarted_and_the_writer_leaves_with_the_server(
         if gateway.proc.poll() is None:
             gateway.terminate()
         await engine.dispose()
+
+
+async def test_a_writer_process_whose_writer_died_exits_with_1(
+    tmp_path: Path,
+    engine: AsyncEngine,
+    pg_database: str,
+    redis_url: str,
+    redis_prefix: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Exit status 1 is what makes `gateway serve` start a new writer process."""
+
+    async def broken(self: LedgerWriter) -> None:
+        raise RuntimeError("a bug in the writer")
+
+    monkeypatch.setattr(LedgerWriter, "_run", broken)
+    catalog = write_catalog(tmp_path / "catalog.toml", {"a": "http://127.0.0.1:9"})
+    settings = settings_for(catalog, pg_database, redis_url=redis_url, redis_prefix=redis_prefix)
+    try:
+        assert await asyncio.wait_for(run_writer(settings), timeout=30) == 1
+    finally:
+        await drop_redis_keys(redis_url, redis_prefix)
