@@ -112,7 +112,7 @@ async def test_client_disconnect_stops_the_stream_and_closes_it() -> None:
         try:
             yield b"data: 1\n\n"
             first_sent.set()
-            await asyncio.sleep(3600)  # an upstream that is slow to send the next chunk
+            await asyncio.Event().wait()  # an upstream that never sends the next chunk
             yield b"data: 2\n\n"
         finally:
             closed.set()
@@ -142,7 +142,7 @@ async def test_client_disconnect_while_a_chunk_is_being_sent_closes_the_stream()
     async def send(message: dict[str, Any]) -> None:
         if message["type"] == "http.response.body":
             stuck.set()
-            await asyncio.sleep(3600)  # a client that stopped reading
+            await asyncio.Event().wait()  # a client that stopped reading
 
     receive = receiving()
     relay = asyncio.create_task(send_stream(send, receive, chunks(), {}))
