@@ -97,11 +97,14 @@ def _error_message(raw: bytes) -> tuple[str, Any]:
 
 
 async def _finish_after_done(resp: Response) -> None:
-    """Read the end of the body that follows `[DONE]`, so the connection can be reused."""
-    if not resp.complete:
+    """Read the end of the body that follows `[DONE]`, so the connection can be reused; a body
+    that doesn't end within DONE_GRACE_S takes its connection down when closed."""
+    try:
         with contextlib.suppress(HttpClientError, TimeoutError):
             async with asyncio.timeout(DONE_GRACE_S):
                 await resp.read(MAX_ERROR_BODY)
+    finally:
+        resp.close()
 
 
 class OpenAICompatibleProvider:
@@ -111,6 +114,17 @@ class OpenAICompatibleProvider:
 
     def __init__(self, client: HttpClient) -> None:
         self._client = client
+        self._finishing: set[asyncio.Task[None]] = set()  # bodies read on after `[DONE]`
+
+    def _finish_later(self, resp: Response) -> bool:
+        """The client's stream ends at `[DONE]`; what the upstream still sends of its body is
+        read in the background. False when the body has already ended."""
+        if resp.complete:
+            return False
+        task = asyncio.create_task(_finish_after_done(resp))
+        self._finishing.add(task)
+        task.add_done_callback(self._finishing.discard)
+        return True
 
     def _headers(self, call: UpstreamCall) -> dict[str, str]:
         headers = {"Content-Type": "application/json", **call.endpoint.headers}
@@ -184,13 +198,14 @@ class OpenAICompatibleProvider:
                 _encode(body),
                 http_timeouts(call.timeouts),
             )
+            finishing = False
             try:
                 await self._raise_for_status(call, resp)
                 events = SseData()  # blank separators, comments and `event:` lines are skipped
                 async for raw in resp:
                     for data in events.feed(raw):
                         if data == b"[DONE]":
-                            await _finish_after_done(resp)
+                            finishing = self._finish_later(resp)
                             return
                         yield self.parse_chunk(call, data)
                 for data in events.flush():
@@ -199,7 +214,8 @@ class OpenAICompatibleProvider:
                     yield self.parse_chunk(call, data)
                 raise UpstreamReset(f"{provider}: stream ended without [DONE]")
             finally:
-                resp.close()
+                if not finishing:
+                    resp.close()
 
     def parse_chunk(self, call: UpstreamCall, data: bytes) -> Chunk:
         provider = call.endpoint.provider

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from decimal import Decimal
 
@@ -22,6 +23,8 @@ from providers.openai_compatible import OpenAICompatibleProvider
 from providers.provider import Timeouts, UpstreamCall
 from providers.simulator.profile import Failures, Profile
 from providers.simulator.server import Fleet, start_fleet
+from tests.support.polling import eventually
+from tests.support.scripted_http import Request, chunk, scripted_server
 
 BODY = {"model": "m", "messages": [{"role": "user", "content": "hello"}], "max_tokens": 8}
 TIMEOUTS = Timeouts(connect=2.0, first_token=0.5, total=2.0)
@@ -120,3 +123,38 @@ async def test_profile_change_takes_effect_without_restart(
     await fleet.set_profile("sim", completion_tokens=3)
     changed = await adapter.complete(_call(fleet))
     assert changed.usage.completion_tokens == 3
+
+
+async def test_the_stream_ends_at_done_while_the_upstream_body_is_still_open() -> None:
+    """`[DONE]` ends the client's stream at once; the rest of the upstream body is read in the
+    background, so the connection still goes back to the pool for the next request."""
+    release = asyncio.Event()
+    head = (
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    async with scripted_server() as server, HttpClient() as client:
+
+        @server.route("/v1/chat/completions")
+        async def lingering(request: Request, writer: asyncio.StreamWriter) -> bool:
+            event = b'data: {"choices":[{"index":0,"delta":{"content":"hi"}}]}\n\n'
+            writer.write(head + chunk(event) + chunk(b"data: [DONE]\n\n"))
+            await release.wait()  # the body's end comes only once the client's stream is over
+            writer.write(b"0\r\n\r\n")
+            return True
+
+        endpoint = Endpoint(
+            model="m",
+            provider="slow-end",
+            base_url=server.url("/v1"),
+            upstream_model="m",
+            context_length=8192,
+            price=Price(Decimal(1)),
+        )
+        adapter = OpenAICompatibleProvider(client)
+        for _ in range(2):
+            chunks = [c async for c in adapter.stream(UpstreamCall(endpoint, BODY, None, TIMEOUTS))]
+            assert [c.data["choices"][0]["delta"] for c in chunks] == [{"content": "hi"}]
+            release.set()  # only reached because the stream ended before the body did
+            await eventually(lambda: not adapter._finishing, what="the body read to its end")
+            release.clear()
+        assert [r.connection for r in server.requests] == [1, 1]  # kept and reused
