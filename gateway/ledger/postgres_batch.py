@@ -7,6 +7,7 @@ trip, one implicit transaction. SQLite takes the portable path in `gateway.ledge
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Any
 
@@ -127,8 +128,12 @@ async def write_batch(conn: AsyncConnection, batch: Sequence[LedgerRows]) -> int
     driver: Any = raw.driver_connection  # asyncpg.Connection
     try:
         inserted: int = await driver.fetchval(STATEMENT, *arguments(batch))
-    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
-        if driver.is_closed():
-            await conn.invalidate()  # not back into the pool
+    except asyncpg.PostgresError as exc:  # the server refused the statement: the connection is fine
         raise _translated(exc) from exc
+    except (asyncpg.InterfaceError, asyncpg.InternalClientError, OSError) as exc:
+        driver.terminate()  # cut off mid-statement: the pool replaces it, never reuses it
+        raise _translated(exc) from exc
+    except asyncio.CancelledError:  # the writer's timeout, or shutdown: the same
+        driver.terminate()
+        raise
     return inserted

@@ -93,6 +93,13 @@ class LedgerWriter:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, BACKOFF_MAX_S)
                 continue
+            except Exception:
+                # Unforeseen (a driver's internal error, a bug): the entries stay unacked in the
+                # queue, and a writer that stopped would stop the whole ledger. Log and go on.
+                log.exception("ledger writer step failed; retrying")
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, BACKOFF_MAX_S)
+                continue
             delay = BACKOFF_MIN_S
         with contextlib.suppress(RedisError, OSError, TimeoutError):
             while time.monotonic() < self._deadline and await self._step(0):
