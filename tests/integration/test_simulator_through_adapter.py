@@ -45,16 +45,19 @@ async def adapter() -> AsyncIterator[OpenAICompatibleProvider]:
         yield OpenAICompatibleProvider(client)
 
 
-def _call(fleet: Fleet) -> UpstreamCall:
-    endpoint = Endpoint(
+def _endpoint(provider: str, base_url: str) -> Endpoint:
+    return Endpoint(
         model="m",
-        provider="sim",
-        base_url=fleet.url_for("sim"),
+        provider=provider,
+        base_url=base_url,
         upstream_model="m",
         context_length=8192,
         price=Price(Decimal(1)),
     )
-    return UpstreamCall(endpoint, BODY, None, TIMEOUTS)
+
+
+def _call(fleet: Fleet) -> UpstreamCall:
+    return UpstreamCall(_endpoint("sim", fleet.url_for("sim")), BODY, None, TIMEOUTS)
 
 
 @pytest.mark.parametrize(
@@ -142,14 +145,7 @@ async def test_the_stream_ends_at_done_while_the_upstream_body_is_still_open() -
             writer.write(b"0\r\n\r\n")
             return True
 
-        endpoint = Endpoint(
-            model="m",
-            provider="slow-end",
-            base_url=server.url("/v1"),
-            upstream_model="m",
-            context_length=8192,
-            price=Price(Decimal(1)),
-        )
+        endpoint = _endpoint("slow-end", server.url("/v1"))
         adapter = OpenAICompatibleProvider(client)
         for _ in range(2):
             chunks = [c async for c in adapter.stream(UpstreamCall(endpoint, BODY, None, TIMEOUTS))]
