@@ -37,9 +37,15 @@ UPKEEP_RETRY_S = 60.0
 class Ledger:
     """A `LedgerSink` for the chat service, plus the status of the queue behind it."""
 
-    def __init__(self, queue: InProcessLedger | RedisStreamLedger, writer: LedgerWriter) -> None:
+    def __init__(
+        self,
+        queue: InProcessLedger | RedisStreamLedger,
+        writer: LedgerWriter,
+        writer_here: bool = True,
+    ) -> None:
         self._queue = queue
         self.writer = writer
+        self.writer_here = writer_here  # False: the writer runs in another process
 
     @property
     def source(self) -> LedgerSource:
@@ -65,6 +71,7 @@ class Ledger:
             queue_depth=depth,
             lag_seconds=age or 0.0,
             counters=self.writer.counters,
+            writer_here=self.writer_here,
         )
 
 
@@ -114,11 +121,12 @@ async def open_ledger(
     if writer_here is None:
         writer_here = config.writer != "external"
     upkeep_task: asyncio.Task[None] | None = None
-    if writer_here or not queue.durable:  # nobody else can read an in-process queue
+    writer_here = writer_here or not queue.durable  # nobody else can read an in-process queue
+    if writer_here:
         upkeep_task = asyncio.create_task(_keep_up(upkeep, queue), name="ledger-upkeep")
         writer.start()
     try:
-        yield Ledger(queue, writer)
+        yield Ledger(queue, writer, writer_here)
     finally:
         await stop_task(upkeep_task)
         await writer.stop()

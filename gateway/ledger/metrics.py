@@ -32,6 +32,7 @@ class LedgerStatus:
     queue_depth: int | None  # None when the queue could not be asked
     lag_seconds: float  # age of the oldest event not yet in the database; 0 when none
     counters: WriterCounters = field(default_factory=WriterCounters)
+    writer_here: bool = True  # False: another process (`gateway ledger-writer`) writes
 
     def as_dict(self) -> dict[str, Any]:
         counters = asdict(self.counters)
@@ -40,6 +41,7 @@ class LedgerStatus:
         return {
             "source": self.source,
             "durable": self.durable,
+            "writer": "this process" if self.writer_here else "another process",
             "writer_running": self.writer_running,
             "queue_depth": self.queue_depth,
             "lag_seconds": self.lag_seconds,
@@ -56,7 +58,12 @@ class LedgerStatus:
             ("batches_total", "counter", "batches committed", c.batches_total),
             ("write_errors_total", "counter", "failed commits, retried", c.write_errors_total),
             ("dead_letters_total", "counter", "events set aside", c.dead_letters_total),
-            ("writer_up", "gauge", "1 while the writer runs", int(self.writer_running)),
+            (
+                "writer_up",
+                "gauge",
+                "1 while this process's writer runs (absent when another process writes)",
+                int(self.writer_running) if self.writer_here else None,
+            ),
         ]
         lines: list[str] = []
         for short, kind, help_text, value in metrics:

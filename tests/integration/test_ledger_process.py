@@ -79,6 +79,7 @@ async def test_serve_with_a_writer_process_records_every_answer(
             await wait_for_ids(engine, answered)
             status = (await client.get(f"{gateway.url}/api/v1/ledger/status")).json()
         assert status["source"] == "redis-stream" and status["writer_running"] is False
+        assert status["writer"] == "another process"
         assert gateway.terminate() in (0, -signal.SIGTERM), gateway.output()
         assert "ledger writer process started" in gateway.output()
         async with engine.connect() as conn:
@@ -123,6 +124,7 @@ async def test_no_writer_process_means_every_worker_writes(
         async with httpx.AsyncClient(timeout=30) as client:
             status = (await client.get(f"{gateway.url}/api/v1/ledger/status")).json()
         assert status["source"] == "redis-stream" and status["writer_running"] is True
+        assert status["writer"] == "this process"
     finally:
         gateway.terminate()
 
