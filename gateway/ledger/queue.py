@@ -64,6 +64,13 @@ class InProcessLedger:
     async def keep(self, entries: Sequence[Entry]) -> None:
         return None
 
+    async def recover(self) -> None:
+        stuck = list(self._in_flight.values())
+        self._in_flight.clear()
+        self._waiting.extendleft(reversed(stuck))  # first again, in their order
+        if stuck:
+            self._arrived.set()
+
     async def dead_letter(self, entry: Entry, reason: str) -> None:
         # No second store in process: the log line is the record a human can replay.
         log.error("ledger event set aside (%s): %s", reason, encode_event(entry.event).decode())

@@ -33,6 +33,9 @@ class LedgerSource(Protocol):
     async def keep(self, entries: Sequence[Entry]) -> None:
         """Still working on these (a retry is under way): don't hand them to another writer."""
 
+    async def recover(self) -> None:
+        """A writer step failed unexpectedly: deliver what it had read again."""
+
     async def dead_letter(self, entry: Entry, reason: str) -> None:
         """Set aside an entry that can never be written, keeping it for a human, and ack it."""
 

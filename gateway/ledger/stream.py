@@ -176,6 +176,10 @@ class RedisStreamLedger:
                 self.key, GROUP, self.consumer, 0, [e.id for e in entries], justid=True
             )
 
+    async def recover(self) -> None:
+        """Nothing to do: unacked entries stay pending and are claimed again (XAUTOCLAIM) once
+        idle for `claim_idle_s`."""
+
     async def dead_letter(self, entry: Entry, reason: str) -> None:
         fields = {VERSION_FIELD: EVENT_VERSION, EVENT_FIELD: encode_event(entry.event)}
         await self._set_aside(entry.id, fields, reason)

@@ -94,9 +94,11 @@ class LedgerWriter:
                 delay = min(delay * 2, BACKOFF_MAX_S)
                 continue
             except Exception:
-                # Unforeseen (a driver's internal error, a bug): the entries stay unacked in the
-                # queue, and a writer that stopped would stop the whole ledger. Log and go on.
+                # Unforeseen (a driver's internal error, a bug): a writer that stopped would stop
+                # the whole ledger. Log, hand the step's entries back, and go on.
                 log.exception("ledger writer step failed; retrying")
+                with contextlib.suppress(RedisError, OSError):
+                    await self._source.recover()
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, BACKOFF_MAX_S)
                 continue

@@ -157,3 +157,30 @@ async def test_the_in_process_queue_retries_until_the_drain_deadline(
     with caplog.at_level(logging.ERROR, logger="gateway.ledger.writer"):
         await writer.stop()
     assert "lost at shutdown" in caplog.text
+
+
+class BuggyStore(FakeStore):
+    """Raises an error nobody foresaw on its first write."""
+
+    async def write(self, batch: Sequence[LedgerRows]) -> int:
+        if self.calls == 0:
+            self.calls += 1
+            raise RuntimeError("a bug")
+        return await super().write(batch)
+
+
+async def test_an_unforeseen_error_neither_stops_the_writer_nor_loses_its_batch(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    queue = InProcessLedger()
+    store = BuggyStore()
+    writer = LedgerWriter(queue, store, batch_size=10, flush_interval_s=0.01, drain_timeout_s=1)
+    for n in range(5):
+        await queue.emit(make_event(n))
+    writer.start()
+    try:
+        await eventually(lambda: len(store.rows) == 5, what="every event written after the bug")
+        assert writer.running and await queue.depth() == 0
+        assert "ledger writer step failed; retrying" in caplog.text
+    finally:
+        await writer.stop()
