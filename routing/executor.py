@@ -255,27 +255,14 @@ class Executor:
         The first try runs outside tenacity, whose per-attempt machinery costs ~45 µs
         (benchmarks/NOTES.md): only a retryable failure enters the policy.
         """
-        policy = self._retry
-        limit = run.budget if alone else min(1 + policy.retries_per_endpoint, run.budget)
+        per_endpoint = 1 + self._retry.retries_per_endpoint
+        limit = run.budget if alone else min(per_endpoint, run.budget)  # the first try counts
         try:
             return await self._call_once(endpoint, body, run, once)
         except UpstreamError as exc:
             if not retryable(exc, alone):
                 raise
-            first_failure = exc
-        return await self._retry_endpoint(endpoint, body, alone, run, once, limit, first_failure)
-
-    async def _retry_endpoint(
-        self,
-        endpoint: Endpoint,
-        body: dict[str, Any],
-        alone: bool,
-        run: _Run,
-        once: Callable[[Endpoint, UpstreamCall], Awaitable[_T]],
-        limit: int,
-        first_failure: UpstreamError,
-    ) -> _T:
-        """The tenacity policy, its first attempt being the failed first try."""
+            replayed: UpstreamError | None = exc
         policy = retrying(
             self._retry,
             alone=alone,
@@ -284,7 +271,6 @@ class Executor:
             deadline=run.deadline,
             sleep=self._sleep,
         )
-        replayed: UpstreamError | None = first_failure
         async for attempt in policy:
             with attempt:
                 if replayed is not None:

@@ -11,12 +11,16 @@ from decimal import Decimal
 import pytest
 from redis.asyncio import Redis
 
+from gateway.chat.service import ChatService
+from gateway.keys.limiter import Hold
 from gateway.keys.pico import to_pico
 from gateway.keys.record import ApiKey, RateLimit
 from gateway.keys.redis_limiter import RedisLimiter
 from gateway.ledger.events import GenerationEvent
 from gateway.ledger.stream import LedgerUnavailable, RedisStreamLedger
-from gateway.resp import Batch, RespClient
+from gateway.resp import RespClient
+from providers.pricing import Cost
+from providers.usage import Usage
 
 NOW = datetime.now(UTC)
 KEY = ApiKey("key-end", "end", "0" * 64, "sk-gw-end", NOW, NOW, Decimal(1), "none", RateLimit())
@@ -29,23 +33,35 @@ async def resp(redis_url: str, redis: Redis) -> AsyncIterator[RespClient]:
     await client.aclose()
 
 
+@pytest.fixture
+def stream(redis: Redis, resp: RespClient, redis_prefix: str) -> RedisStreamLedger:
+    return RedisStreamLedger(redis, redis_prefix, claim_idle_s=30, resp=resp)
+
+
+@pytest.fixture
+def limiter(resp: RespClient, redis_prefix: str) -> RedisLimiter:
+    return RedisLimiter(resp, redis_prefix)
+
+
 def event() -> GenerationEvent:
     return GenerationEvent("gen-end-1", NOW, "m", "m", "balanced", streamed=False)
 
 
-async def end(stream: RedisStreamLedger, limiter: RedisLimiter, hold: object) -> None:
-    """As `ChatService._end` does it."""
-    batch = Batch()
-    stream.emit_into(batch, event())
-    limiter.settle_into(batch, hold, Decimal("0.25"), 10)  # type: ignore[arg-type]
-    await batch.send()
+async def end(stream: RedisStreamLedger, limiter: RedisLimiter, hold: Hold) -> None:
+    """The chat service's own end of a generation (planning and execution play no part)."""
+    finished = event()
+    finished.cost = Cost(Decimal("0.25"), Decimal(0), Decimal(0), Decimal(0))
+    finished.usage = Usage(prompt_tokens=4, completion_tokens=6)
+    service = ChatService(None, None, stream, limiter)  # type: ignore[arg-type]
+    await service._end(finished, hold)
 
 
 async def test_event_and_settlement_land_together(
-    redis: Redis, resp: RespClient, redis_prefix: str
+    redis: Redis,
+    stream: RedisStreamLedger,
+    limiter: RedisLimiter,
+    redis_prefix: str,
 ) -> None:
-    stream = RedisStreamLedger(redis, redis_prefix, claim_idle_s=30, resp=resp)
-    limiter = RedisLimiter(resp, redis_prefix)
     hold = await limiter.admit(KEY, Decimal("0.5"))
     await end(stream, limiter, hold)
     assert await redis.xlen(stream.key) == 1
@@ -54,10 +70,12 @@ async def test_event_and_settlement_land_together(
 
 
 async def test_a_failed_xadd_is_ledger_unavailable_and_the_settlement_still_lands(
-    redis: Redis, resp: RespClient, redis_prefix: str, caplog: pytest.LogCaptureFixture
+    redis: Redis,
+    stream: RedisStreamLedger,
+    limiter: RedisLimiter,
+    redis_prefix: str,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    stream = RedisStreamLedger(redis, redis_prefix, claim_idle_s=30, resp=resp)
-    limiter = RedisLimiter(resp, redis_prefix)
     hold = await limiter.admit(KEY, Decimal("0.5"))
     await redis.set(stream.key, "not a stream")  # XADD answers WRONGTYPE
     with caplog.at_level(logging.ERROR), pytest.raises(LedgerUnavailable) as refused:
@@ -68,10 +86,12 @@ async def test_a_failed_xadd_is_ledger_unavailable_and_the_settlement_still_land
 
 
 async def test_a_failed_settlement_is_only_logged(
-    redis: Redis, resp: RespClient, redis_prefix: str, caplog: pytest.LogCaptureFixture
+    redis: Redis,
+    stream: RedisStreamLedger,
+    limiter: RedisLimiter,
+    redis_prefix: str,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    stream = RedisStreamLedger(redis, redis_prefix, claim_idle_s=30, resp=resp)
-    limiter = RedisLimiter(resp, redis_prefix)
     hold = await limiter.admit(KEY, Decimal("0.5"))
     await redis.rpush(f"{redis_prefix}key:{{{KEY.id}}}:spend:total", "x")  # INCRBY fails
     with caplog.at_level(logging.WARNING):
