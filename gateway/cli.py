@@ -1,4 +1,4 @@
-"""The `gateway` command: serve, ledger-writer, migrate, keys, simulate, demo."""
+"""The `gateway` command: serve, ledger-writer, ledger, migrate, keys, simulate, demo."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import gateway.keys.commands as keys_commands
+import gateway.ledger.commands as ledger_commands
 import providers.simulator.cli as simulator_cli
 from providers.catalog import CatalogError, load_catalog
 
@@ -148,6 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="stop (draining) when the process that started it is gone (as `serve` starts it)",
     )
     writer.set_defaults(func=_ledger_writer)
+
+    ledger = sub.add_parser("ledger", help="ledger dead letters: list and replay")
+    ledger_commands.add_subcommands(ledger)
 
     migrate = sub.add_parser("migrate", help="apply database migrations (Alembic) to head")
     migrate.add_argument("--database-url", default=None, help="default: DATABASE_URL")

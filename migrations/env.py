@@ -13,6 +13,7 @@ from sqlalchemy import pool
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
+import gateway.db.dead_letters  # registers ledger_dead_letters on the shared metadata
 import gateway.db.keys  # noqa: F401  (registers api_keys on the shared metadata)
 from gateway.db.models import metadata
 

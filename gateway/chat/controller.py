@@ -20,7 +20,9 @@ from gateway.chat.request import decode_chat_request
 from gateway.chat.service import Caller
 from gateway.keys.keyring import Keyring
 from gateway.keys.preferences import route_for_key
+from gateway.limits import MAX_APP_CHARS
 from gateway.resources import Resources
+from gateway.text import clean_text
 
 CHAT_PATHS = ["/v1/chat/completions", "/api/v1/chat/completions"]
 # The Allow headers Litestar sends for a POST-only route: on a 405, and on OPTIONS (sorted).
@@ -37,10 +39,12 @@ def caller_of(request: Request[Any, Any, Any]) -> Caller:
 def caller_from(headers: Mapping[str, str], keys: Keyring) -> Caller:
     """The authenticated caller (401 per the auth policy) and its app attribution."""
     key = keys.authenticate(headers.get("authorization"))
+    referer = headers.get("http-referer") or headers.get("referer")
+    title = headers.get("x-title") or headers.get("x-openrouter-title")
     return Caller(
         api_key_id=key.id,
-        app_referer=headers.get("http-referer") or headers.get("referer"),
-        app_title=headers.get("x-title") or headers.get("x-openrouter-title"),
+        app_referer=None if referer is None else clean_text(referer, MAX_APP_CHARS),
+        app_title=None if title is None else clean_text(title, MAX_APP_CHARS),
         key=key,
     )
 

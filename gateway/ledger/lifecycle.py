@@ -15,6 +15,7 @@ from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gateway.ledger.dead_letters import DeadLetters
 from gateway.ledger.events import GenerationEvent
 from gateway.ledger.metrics import LedgerStatus
 from gateway.ledger.migrate import upgrade_engine
@@ -42,10 +43,12 @@ class Ledger:
         queue: InProcessLedger | RedisStreamLedger,
         writer: LedgerWriter,
         writer_here: bool = True,
+        dead_letters: DeadLetters | None = None,
     ) -> None:
         self._queue = queue
         self.writer = writer
         self.writer_here = writer_here  # False: the writer runs in another process
+        self.dead_letters = dead_letters
 
     @property
     def source(self) -> LedgerSource:
@@ -64,6 +67,12 @@ class Ledger:
             age = await self._queue.oldest_age_s()
         except (RedisError, OSError):
             depth, age = None, None
+        dead: int | None = None
+        if self.dead_letters is not None:
+            try:
+                dead = await self.dead_letters.count()
+            except (SQLAlchemyError, OSError):
+                dead = None
         return LedgerStatus(
             source=self._queue.kind,
             durable=self._queue.durable,
@@ -72,6 +81,7 @@ class Ledger:
             lag_seconds=age or 0.0,
             counters=self.writer.counters,
             writer_here=self.writer_here,
+            dead_letters=dead,
         )
 
 
@@ -111,12 +121,14 @@ async def open_ledger(
             redis, settings.redis.redis_prefix, claim_idle_s=config.claim_idle_s, resp=resp
         )
     upkeep = upkeep_for(engine, config.retention_days)
+    dead_letters = DeadLetters(engine)
     writer = LedgerWriter(
         queue,
         LedgerStore(engine, upkeep),
         batch_size=config.batch_size,
         flush_interval_s=config.flush_interval_s,
         drain_timeout_s=config.drain_timeout_s,
+        dead_letters=dead_letters,
     )
     if writer_here is None:
         writer_here = config.writer != "external"
@@ -126,7 +138,7 @@ async def open_ledger(
         upkeep_task = asyncio.create_task(_keep_up(upkeep, queue), name="ledger-upkeep")
         writer.start()
     try:
-        yield Ledger(queue, writer, writer_here)
+        yield Ledger(queue, writer, writer_here, dead_letters)
     finally:
         await stop_task(upkeep_task)
         await writer.stop()

@@ -33,6 +33,7 @@ class LedgerStatus:
     lag_seconds: float  # age of the oldest event not yet in the database; 0 when none
     counters: WriterCounters = field(default_factory=WriterCounters)
     writer_here: bool = True  # False: another process (`gateway ledger-writer`) writes
+    dead_letters: int | None = None  # events kept in `ledger_dead_letters`; None: unknown
 
     def as_dict(self) -> dict[str, Any]:
         counters = asdict(self.counters)
@@ -45,6 +46,7 @@ class LedgerStatus:
             "writer_running": self.writer_running,
             "queue_depth": self.queue_depth,
             "lag_seconds": self.lag_seconds,
+            "dead_letters": self.dead_letters,
             **counters,
         }
 
@@ -58,6 +60,12 @@ class LedgerStatus:
             ("batches_total", "counter", "batches committed", c.batches_total),
             ("write_errors_total", "counter", "failed commits, retried", c.write_errors_total),
             ("dead_letters_total", "counter", "events set aside", c.dead_letters_total),
+            (
+                "dead_letters",
+                "gauge",
+                "events kept as dead letters (gateway ledger dead-letters list | replay)",
+                self.dead_letters,
+            ),
             (
                 "writer_up",
                 "gauge",

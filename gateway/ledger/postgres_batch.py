@@ -113,12 +113,21 @@ def arguments(batch: Sequence[LedgerRows]) -> tuple[str, str]:
     return _encoder.encode(generation_rows).decode(), _encoder.encode(attempt_rows).decode()
 
 
+# SQLSTATE classes that say nothing about the rows: the connection or the server (lost
+# connection, shutdown, out of disk or memory, I/O, deadlock, a lock or object busy). Anything
+# else (data exception, constraint, "index row size exceeds maximum", ...) is the rows' fault.
+TRANSIENT_SQLSTATE_CLASSES = frozenset({"08", "40", "53", "55", "57", "58"})
+
+
 def _translated(exc: Exception) -> DBAPIError:
-    """asyncpg's error as the SQLAlchemy class the writer sorts by (data error or transient)."""
+    """asyncpg's error as the SQLAlchemy class the writer sorts by: `OperationalError` for
+    the transient (retried), a data or integrity error for the rows' own (bisected)."""
     if isinstance(exc, asyncpg.IntegrityConstraintViolationError):
         return IntegrityError(STATEMENT_NAME, None, exc)
-    if isinstance(exc, asyncpg.DataError):
-        return DataError(STATEMENT_NAME, None, exc)
+    if isinstance(exc, asyncpg.PostgresError):
+        state = str(getattr(exc, "sqlstate", None) or "")
+        if state[:2] not in TRANSIENT_SQLSTATE_CLASSES:
+            return DataError(STATEMENT_NAME, None, exc)
     return OperationalError(STATEMENT_NAME, None, exc)
 
 

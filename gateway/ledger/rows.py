@@ -13,10 +13,16 @@ import msgspec
 
 from gateway.db.types import InexactMoney, exact_money
 from gateway.ledger.events import GenerationEvent
+from gateway.limits import (
+    MAX_APP_CHARS,
+    MAX_EXPLANATION_CHARS,
+    MAX_MESSAGE_CHARS,
+    MAX_MODEL_CHARS,
+)
+from gateway.text import clean_optional, clean_text, clean_tree
 from routing.executor import Attempt
 
 MAX_TOKENS = 2**31 - 1  # INTEGER columns
-MAX_MESSAGE_CHARS = 2000  # error text kept per generation or attempt
 
 
 class InvalidEvent(ValueError):
@@ -64,13 +70,16 @@ def _ms(seconds: float | None) -> float | None:
 
 def _clip(text: str | None) -> str | None:
     # Postgres text can't hold NUL; an upstream message with one must not cost the row.
-    return None if text is None else text[:MAX_MESSAGE_CHARS].replace("\x00", "")
+    return clean_optional(text, MAX_MESSAGE_CHARS)
 
 
 def _builtins(tree: dict[str, Any] | None) -> dict[str, Any] | None:
+    # JSONB refuses `\u0000`; entries come from the client (`models`) and upstreams.
     if tree is None:
         return None
-    plain: dict[str, Any] = msgspec.to_builtins(tree, enc_hook=str)
+    plain: dict[str, Any] = clean_tree(
+        msgspec.to_builtins(tree, enc_hook=str), MAX_EXPLANATION_CHARS
+    )
     return plain
 
 
@@ -80,9 +89,10 @@ def generation_row(event: GenerationEvent) -> dict[str, Any]:
         "id": event.id,
         "created_at": _utc(event.created_at, "created_at"),
         "api_key_id": event.api_key_id,
-        "app_referer": event.app_referer,
-        "app_title": event.app_title,
-        "requested_model": event.requested_model,
+        # Bounded again here (the edge already did): a replayed dead letter gets today's bounds.
+        "app_referer": clean_optional(event.app_referer, MAX_APP_CHARS),
+        "app_title": clean_optional(event.app_title, MAX_APP_CHARS),
+        "requested_model": clean_text(event.requested_model, MAX_MODEL_CHARS),
         "model": event.model,
         "provider": event.provider,
         "endpoint_id": event.endpoint_id,

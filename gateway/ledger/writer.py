@@ -1,6 +1,7 @@
 """The ledger writer: reads waiting events in batches, commits, then acks. Never drops, never
-acks uncommitted: transient failures retry with backoff; rows the database rejects are isolated
-by halving the batch and set aside as dead letters."""
+acks uncommitted: transient failures (a lost connection, a server shutting down, a timeout)
+retry with backoff; any other failure is the rows' own: the batch is halved until the offending
+rows stand alone, and those are set aside as dead letters (`gateway.ledger.dead_letters`)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,12 @@ import logging
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Protocol
 
 from redis.exceptions import RedisError
-from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError, StatementError
 
+from gateway.ledger.events import GenerationEvent
 from gateway.ledger.metrics import WriterCounters
 from gateway.ledger.rows import InvalidEvent, LedgerRows, rows_of
 from gateway.ledger.source import Entry, LedgerSource
@@ -28,10 +31,34 @@ WRITE_TIMEOUT_S = 30.0  # a commit slower than this counts as failed (and is ret
 STOP_GRACE_S = 5.0  # beyond the drain timeout, before the task is cancelled
 MAX_IDLE_WAIT_S = 1.0  # an idle writer looks up at least this often (so stop() is prompt)
 
-DATA_ERRORS = (IntegrityError, DataError)  # the database refuses these rows: retrying won't help
-TRANSIENT_ERRORS = (SQLAlchemyError, OSError, TimeoutError, RedisError)
+# Whatever else a write raises (a constraint, a value out of range, an index row too large, an
+# encoder refusing a string, a driver bug on one value) is blamed on the rows, bisected and
+# dead-lettered: the batch is never retried forever. `gateway.ledger.postgres_batch` sorts
+# Postgres' SQLSTATEs into these two families.
+TRANSIENT_ERRORS = (OSError, TimeoutError, RedisError)
+TRANSIENT_DATABASE_ERRORS = ("OperationalError", "InterfaceError", "InternalError")
 
 Pair = tuple[Entry, LedgerRows]
+
+
+class DeadLetterSink(Protocol):
+    async def put(self, entry_id: str, event: GenerationEvent, reason: str) -> None:
+        """Keep an event the database refused, for a human to see and replay."""
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True when retrying the same batch later can succeed; False when the rows are to blame."""
+    if isinstance(exc, TRANSIENT_ERRORS):
+        return True
+    if isinstance(exc, DBAPIError):
+        return type(exc).__name__ in TRANSIENT_DATABASE_ERRORS
+    # Not a DBAPI error: a parameter SQLAlchemy could not bind (row-level), or pool/engine
+    # trouble (transient).
+    return isinstance(exc, SQLAlchemyError) and not isinstance(exc, StatementError)
+
+
+def _reason(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {getattr(exc, 'orig', None) or exc}"
 
 
 class LedgerWriter:
@@ -43,9 +70,11 @@ class LedgerWriter:
         batch_size: int,
         flush_interval_s: float,
         drain_timeout_s: float,
+        dead_letters: DeadLetterSink | None = None,
     ) -> None:
         self._source = source
         self._store = store
+        self._dead_letters = dead_letters  # None: the source keeps them (`dead_letter`)
         self._batch_size = batch_size
         self._flush_interval_s = flush_interval_s
         self._drain_timeout_s = drain_timeout_s
@@ -124,7 +153,7 @@ class LedgerWriter:
             try:
                 pairs.append((entry, rows_of(entry.event)))
             except InvalidEvent as exc:
-                await self._set_aside(entry, str(exc))
+                await self._set_aside(entry, f"InvalidEvent: {exc}")
         if not await self._write(pairs):
             return False
         return await self._ack([entry for entry, _ in pairs])
@@ -143,13 +172,9 @@ class LedgerWriter:
             try:
                 async with asyncio.timeout(WRITE_TIMEOUT_S):
                     inserted = await self._store.write([rows for _, rows in pairs])
-            except DATA_ERRORS as exc:
-                if len(pairs) == 1:
-                    await self._set_aside(pairs[0][0], f"{type(exc).__name__}: {exc.orig}")
-                    return True
-                half = len(pairs) // 2
-                return await self._write(pairs[:half]) and await self._write(pairs[half:])
-            except TRANSIENT_ERRORS as exc:
+            except Exception as exc:
+                if not is_transient(exc):
+                    return await self._isolate(pairs, exc)
                 self.counters.write_errors_total += 1
                 log.warning(
                     "ledger batch not committed; will retry",
@@ -168,6 +193,17 @@ class LedgerWriter:
             self.counters.last_commit_at = datetime.now(UTC)
             return True
 
+    async def _isolate(self, pairs: Sequence[Pair], exc: Exception) -> bool:
+        """The database refused something in `pairs`: halve until the culprits stand alone."""
+        log.warning(
+            "ledger batch refused; isolating its rows",
+            extra={"events": len(pairs), "error": _reason(exc)[:500]},
+        )
+        if len(pairs) == 1:
+            return await self._set_aside(pairs[0][0], _reason(exc))
+        half = len(pairs) // 2
+        return await self._write(pairs[:half]) and await self._write(pairs[half:])
+
     async def _ack(self, entries: Sequence[Entry]) -> bool:
         delay = BACKOFF_MIN_S
         while True:
@@ -182,14 +218,36 @@ class LedgerWriter:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, BACKOFF_MAX_S)
 
-    async def _set_aside(self, entry: Entry, reason: str) -> None:
-        try:
-            await self._source.dead_letter(entry, reason)
-        except (RedisError, OSError) as exc:
-            # Left pending: it comes back once the queue answers again.
-            log.warning("ledger dead letter failed", extra={"error": type(exc).__name__})
-            return
+    async def _set_aside(self, entry: Entry, reason: str) -> bool:
+        """Keep the entry as a dead letter, then ack it. False when that could not be done (it
+        stays in the queue and comes back)."""
+        if self._dead_letters is None:
+            try:
+                await self._source.dead_letter(entry, reason)
+            except (RedisError, OSError) as exc:
+                # Left pending: it comes back once the queue answers again.
+                log.warning("ledger dead letter failed", extra={"error": type(exc).__name__})
+                return False
+            self.counters.dead_letters_total += 1
+            return True
+        delay = BACKOFF_MIN_S
+        while True:
+            try:
+                async with asyncio.timeout(WRITE_TIMEOUT_S):
+                    await self._dead_letters.put(entry.id, entry.event, reason)
+                break
+            except (SQLAlchemyError, OSError, TimeoutError) as exc:
+                log.warning("ledger dead letter not stored", extra={"error": type(exc).__name__})
+                if self._giving_up():
+                    return False
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, BACKOFF_MAX_S)
+        log.error(
+            "ledger event set aside as a dead letter",
+            extra={"generation_id": entry.event.id, "entry": entry.id, "reason": reason[:500]},
+        )
         self.counters.dead_letters_total += 1
+        return await self._ack([entry])
 
 
 def _report_exit(task: asyncio.Task[None]) -> None:

@@ -181,6 +181,6 @@ async def test_an_unforeseen_error_neither_stops_the_writer_nor_loses_its_batch(
     try:
         await eventually(lambda: len(store.rows) == 5, what="every event written after the bug")
         assert writer.running and await queue.depth() == 0
-        assert "ledger writer step failed; retrying" in caplog.text
+        assert "ledger batch refused; isolating its rows" in caplog.text
     finally:
         await writer.stop()
