@@ -12,6 +12,8 @@ from typing import Any
 import msgspec
 
 from gateway.errors import BadRequest
+from gateway.limits import MAX_JSON_DEPTH, MAX_MODEL_CHARS
+from gateway.text import clean_text
 from routing.preferences import Mode, ProviderPreferences, RouteRequest, split_mode
 
 # OpenRouter fields the gateway consumes; they are not forwarded upstream.
@@ -47,6 +49,7 @@ ROUTED_PARAMETERS = frozenset(
 )
 CHARS_PER_TOKEN = 4  # rough prompt-size estimate for price limits, before the upstream counts
 OPENING_MESSAGES = 2  # system + first user message identify a conversation for cache affinity
+MAX_FALLBACK_MODELS = 32  # entries in `models`
 
 
 class _Message(msgspec.Struct):
@@ -86,8 +89,13 @@ def decode_chat_request(
         body = _decoder.decode(raw)
     except msgspec.DecodeError as exc:
         raise BadRequest(f"request body is not valid JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise BadRequest(TOO_DEEP) from exc
     if not isinstance(body, dict):
         raise BadRequest("request body must be a JSON object")
+    # Counting brackets is C-speed; only a body with more of them than the limit is walked.
+    if raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH and _depth(body) > MAX_JSON_DEPTH:
+        raise BadRequest(TOO_DEEP)
     try:
         known = msgspec.convert(body, _Known)
     except msgspec.ValidationError as exc:
@@ -102,13 +110,23 @@ def decode_chat_request(
             raise BadRequest(
                 f"invalid request: `{name}` must be at least 1", metadata={"field": name}
             )
+    if known.models is not None and len(known.models) > MAX_FALLBACK_MODELS:
+        raise BadRequest(
+            f"invalid request: `models` has more than {MAX_FALLBACK_MODELS} entries",
+            metadata={"field": "models"},
+        )
     requested = known.model or (known.models[0] if known.models else None)
     if not requested:
         raise BadRequest("invalid request: `model` is required", metadata={"field": "model"})
+    requested = clean_text(requested, MAX_MODEL_CHARS)
     model, suffix_mode = split_mode(requested)
     prefs = known.provider or ProviderPreferences()
     mode: Mode = suffix_mode or default_mode
-    fallback_models = tuple(split_mode(m)[0] for m in (known.models or []) if m != requested)
+    fallback_models = tuple(
+        split_mode(clean_text(m, MAX_MODEL_CHARS))[0]
+        for m in (known.models or [])
+        if m != requested
+    )
     upstream_body = {k: v for k, v in body.items() if k not in GATEWAY_FIELDS}
     debug = known.debug or {}
     route = RouteRequest(
@@ -121,10 +139,40 @@ def decode_chat_request(
         prompt_tokens=_estimate_prompt_tokens(raw),
         max_tokens=known.max_completion_tokens or known.max_tokens,
         stream=known.stream,
-        affinity_key=known.session_id or known.prompt_cache_key or _opening_key(body),
+        affinity_key=_session_key(known.session_id or known.prompt_cache_key) or _opening_key(body),
         explain=explain_header or bool(debug.get("route")),
     )
     return ChatRequest(route, upstream_body, requested)
+
+
+TOO_DEEP = f"request body is nested deeper than {MAX_JSON_DEPTH} levels"
+
+
+def _depth(value: Any) -> int:
+    """How deep arrays and objects nest in a decoded body (iterative: no recursion)."""
+    deepest, todo = 0, [(value, 1)]
+    while todo:
+        node, level = todo.pop()
+        if isinstance(node, dict):
+            children: Any = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        deepest = max(deepest, level)
+        if deepest > MAX_JSON_DEPTH:
+            return deepest
+        todo.extend((child, level + 1) for child in children if isinstance(child, dict | list))
+    return deepest
+
+
+def _session_key(value: str | None) -> str | None:
+    """A client's session id or cache key as a fixed-size digest: the affinity memory holds
+    100,000 of them, so their size must not be the client's to choose."""
+    if not value:
+        return None
+    digest = hashlib.blake2b(value.encode("utf-8", "replace"), digest_size=16)
+    return "session:" + digest.hexdigest()
 
 
 def _opening_key(body: dict[str, Any]) -> str | None:
