@@ -34,6 +34,7 @@ from providers.http1 import (
     Timeout,
 )
 from providers.provider import Chunk, Completion, Timeouts, UpstreamCall
+from providers.redaction import redact
 from providers.sse import SseData, SseError
 from providers.usage import normalize_usage
 
@@ -96,6 +97,12 @@ def _error_message(raw: bytes) -> tuple[str, Any]:
     return "upstream error", body
 
 
+def _redacted(call: UpstreamCall, message: str) -> str:
+    """Upstream text as the gateway may repeat it: no credential (an upstream that echoes the
+    Authorization header must not leak it to the client, the ledger or a log)."""
+    return redact(message, (None if call.secret is None else call.secret.reveal(),))
+
+
 async def _finish_after_done(resp: Response) -> None:
     """Read the end of the body that follows `[DONE]`, so the connection can be reused; a body
     that doesn't end within DONE_GRACE_S takes its connection down when closed."""
@@ -143,7 +150,7 @@ class OpenAICompatibleProvider:
         message, body = _error_message(raw)
         raise error_for_status(
             resp.status,
-            f"{call.endpoint.provider}: upstream {resp.status}: {message}",
+            f"{call.endpoint.provider}: upstream {resp.status}: {_redacted(call, message)}",
             retry_after=parse_retry_after(resp.headers.get("Retry-After")),
             body=body,
         )
@@ -232,7 +239,7 @@ class OpenAICompatibleProvider:
             status = code if isinstance(code, int) else 502
             raise error_for_status(
                 status if status >= 400 else 502,
-                f"{provider}: error in stream: {message}",
+                f"{provider}: error in stream: {_redacted(call, str(message))}",
                 body=chunk,
             )
         usage = chunk.get("usage")

@@ -1,0 +1,124 @@
+"""An upstream that echoes its credential in an error: the secret reaches no response, no
+ledger row and no log line (non-streamed and streamed; hosted-style and llama.cpp endpoints)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+from aiohttp import web
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from gateway.db.models import attempts, generations
+from gateway.ledger.migrate import upgrade_to_head_async
+from gateway.settings import (
+    CatalogSettings,
+    DatabaseSettings,
+    LedgerSettings,
+    RoutingSettings,
+    Settings,
+)
+from tests.support.gateway import run_gateway
+from tests.support.polling import eventually
+
+SECRET = "sk-proj-Zq7RbT2sEcReT0nLyF0rTh3sT4ndN0b0dyEls3"
+MODEL = "openai/gpt-oss-20b"
+
+
+async def _echoing_upstream(mid_stream: bool) -> tuple[web.AppRunner, str]:
+    """401 whose message repeats the Authorization header; streamed: an error event that does."""
+
+    async def chat(request: web.Request) -> web.StreamResponse:
+        echoed = f"Incorrect API key provided: {request.headers.get('Authorization')}"
+        body = await request.json()
+        if not body.get("stream"):
+            return web.json_response({"error": {"message": echoed, "code": 401}}, status=401)
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        if mid_stream:
+            delta = {"id": "x", "choices": [{"index": 0, "delta": {"content": "hel"}}]}
+            await response.write(f"data: {json.dumps(delta)}\n\n".encode())
+        error = {"error": {"message": echoed + f" (key={SECRET})", "code": 500}}
+        await response.write(f"data: {json.dumps(error)}\n\n".encode())
+        return response
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", chat)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    return runner, f"http://127.0.0.1:{port}/v1"
+
+
+def _catalog(path: Path, base_url: str, kind: str) -> Path:
+    path.write_text(
+        f'[models."{MODEL}"]\nname = "m"\ncontext_length = 131072\n\n'
+        f'[[endpoints]]\nmodel = "{MODEL}"\nprovider = "echo"\nkind = "{kind}"\n'
+        f'base_url = "{base_url}"\nupstream_model = "m"\ncontext_length = 131072\n'
+        f'api_key_env = "ECHO_TEST_KEY"\nprice = {{ prompt = "1", completion = "1" }}\n'
+    )
+    return path
+
+
+@pytest.fixture(params=["openai", "llamacpp"])
+def kind(request: pytest.FixtureRequest) -> str:
+    value: str = request.param
+    return value
+
+
+@pytest.mark.parametrize("stream", [False, True, "mid"])
+async def test_an_echoed_key_reaches_no_response_row_or_log(
+    tmp_path: Path,
+    kind: str,
+    stream: bool | str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setenv("ECHO_TEST_KEY", SECRET)
+    runner, url = await _echoing_upstream(mid_stream=stream == "mid")
+    database = f"sqlite+aiosqlite:///{tmp_path}/gw.sqlite3"
+    await upgrade_to_head_async(database)
+    settings = Settings(
+        catalog=CatalogSettings(catalog=_catalog(tmp_path / "c.toml", url, kind)),
+        database=DatabaseSettings(database_url=database),
+        routing=RoutingSettings(retries_per_endpoint=0),
+        ledger=LedgerSettings(flush_interval_s=0.05),
+    )
+    body = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "stream": bool(stream)}
+    caplog.set_level(logging.DEBUG)
+    try:
+        async with run_gateway(settings) as gw, httpx.AsyncClient(timeout=30) as client:
+            answer = await client.post(f"{gw.v1}/chat/completions", json=body)
+            generation_id = answer.headers["x-generation-id"]
+            engine = create_async_engine(database)
+            try:
+
+                async def recorded() -> bool:
+                    async with engine.connect() as conn:
+                        found = await conn.scalar(
+                            select(generations.c.id).where(generations.c.id == generation_id)
+                        )
+                    return found is not None
+
+                await eventually(recorded, timeout_s=10, what="the failed generation recorded")
+                async with engine.connect() as conn:
+                    rows = [dict(r) for r in (await conn.execute(select(generations))).mappings()]
+                    rows += [dict(r) for r in (await conn.execute(select(attempts))).mappings()]
+            finally:
+                await engine.dispose()
+    finally:
+        await runner.cleanup()
+    seen = answer.text + str(answer.headers)
+    assert "redacted" in seen  # the error was passed on, minus the key
+    assert SECRET not in seen and "Zq7RbT2s" not in seen
+    assert any("redacted" in str(row.get("error_message")) for row in rows)
+    assert SECRET not in str(rows)
+    logged = " ".join(f"{r.getMessage()} {r.__dict__} {r.exc_text}" for r in caplog.records)
+    assert SECRET not in logged
