@@ -11,6 +11,7 @@ from litestar.di import Provide
 
 from gateway.catalog.controller import list_endpoints, list_models
 from gateway.chat.controller import chat_completions
+from gateway.edge import EdgeGuard
 from gateway.errors import handle_exception
 from gateway.generations.controller import get_generation
 from gateway.health import health, ready
@@ -37,7 +38,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             app.state.resources = resources
             yield
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             chat_completions,
             list_models,
@@ -61,6 +62,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
         logging_config=None,
         debug=False,
     )
+    # Outside Litestar's router: header limits, the concurrency cap and the auth policy of the
+    # connection apply to every request, routed or not.
+    app.asgi_handler = EdgeGuard(app.asgi_handler, settings.server)
+    return app
 
 
 def app_from_env() -> Litestar:

@@ -7,6 +7,7 @@
     ├── Forbidden                403      forbidden
     ├── NotFound                 404      not_found
     ├── PayloadTooLarge          413      payload_too_large
+    ├── UnsupportedMediaType     415      unsupported_media_type
     ├── RateLimited              429      rate_limited
     └── NoEndpointAvailable      503      no_endpoint_available
 Upstream failures (`providers.errors`) map by their own `http_status`.
@@ -74,6 +75,11 @@ class NotFound(GatewayError):
 class PayloadTooLarge(GatewayError):
     status = 413
     code = "payload_too_large"
+
+
+class UnsupportedMediaType(GatewayError):
+    status = 415
+    code = "unsupported_media_type"
 
 
 class RateLimited(GatewayError):

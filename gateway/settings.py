@@ -25,6 +25,11 @@ class ServerSettings(BaseSettings):
     admin_token: str | None = None
     # On SIGTERM, in-flight requests (open streams too) get this long before being cut.
     shutdown_timeout_s: int = Field(default=30, ge=1)
+    max_header_bytes: int = Field(default=16 * 1024, ge=1024)  # request line + headers: 431
+    max_header_count: int = Field(default=100, ge=8)  # 431 above it
+    header_timeout_s: float = Field(default=10.0, gt=0)  # a request's headers must arrive in it
+    body_timeout_s: float = Field(default=60.0, gt=0)  # ...and its body, once headers are in
+    max_concurrent_requests: int = Field(default=2048, ge=1)  # per worker; 503 above it
 
     @property
     def loopback_only(self) -> bool:

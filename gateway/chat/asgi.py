@@ -17,6 +17,16 @@ EVENT_STREAM = b"text/event-stream; charset=utf-8"
 BODY_TOO_LARGE = "request body is larger than the configured limit"
 
 
+def is_json(content_type: str | None) -> bool:
+    """`application/json` or a `+json` type, any parameters."""
+    if not content_type:
+        return False
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or (
+        media.startswith("application/") and media.endswith("+json")
+    )
+
+
 def headers_of(scope: HTTPScope) -> dict[str, str]:
     """The request headers by lowercase name; the first of repeated headers wins."""
     headers: dict[str, str] = {}

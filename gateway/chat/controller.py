@@ -15,9 +15,18 @@ from litestar import Request, asgi
 from litestar.exceptions import MethodNotAllowedException
 from litestar.types import HTTPScope, Receive, Scope, Send
 
-from gateway.chat.asgi import headers_of, read_body, send_bytes, send_no_content, send_stream
+from gateway.chat.asgi import (
+    headers_of,
+    is_json,
+    read_body,
+    send_bytes,
+    send_no_content,
+    send_stream,
+)
 from gateway.chat.request import decode_chat_request
 from gateway.chat.service import Caller
+from gateway.edge import auth_required_of
+from gateway.errors import UnsupportedMediaType
 from gateway.keys.keyring import Keyring
 from gateway.keys.preferences import route_for_key
 from gateway.limits import MAX_APP_CHARS
@@ -36,9 +45,9 @@ def caller_of(request: Request[Any, Any, Any]) -> Caller:
     return caller_from(request.headers, resources.keys)
 
 
-def caller_from(headers: Mapping[str, str], keys: Keyring) -> Caller:
+def caller_from(headers: Mapping[str, str], keys: Keyring, required: bool | None = None) -> Caller:
     """The authenticated caller (401 per the auth policy) and its app attribution."""
-    key = keys.authenticate(headers.get("authorization"))
+    key = keys.authenticate(headers.get("authorization"), required)
     referer = headers.get("http-referer") or headers.get("referer")
     title = headers.get("x-title") or headers.get("x-openrouter-title")
     return Caller(
@@ -60,7 +69,12 @@ async def chat_completions(scope: Scope, receive: Receive, send: Send) -> None:
         raise MethodNotAllowedException(headers=NOT_ALLOWED)
     resources: Resources = http["litestar_app"].state.resources
     headers = headers_of(http)
-    caller = caller_from(headers, resources.keys)
+    required = auth_required_of(http)
+    caller = caller_from(headers, resources.keys, required)
+    if required is False and not is_json(headers.get("content-type")):
+        # Without auth, a body a browser may send cross-site without asking (text/plain,
+        # forms) is never parsed: only JSON, which needs a CORS preflight.
+        raise UnsupportedMediaType("chat requests need Content-Type: application/json")
     explain = headers.get("x-route-explain", "") in ("1", "true")
     mode = caller.key.default_mode or "balanced"
     raw = await read_body(receive, headers, resources.settings.server.max_body_bytes)

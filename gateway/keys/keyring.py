@@ -56,14 +56,26 @@ class Keyring:
             return None
         return key
 
-    def authenticate(self, authorization: str | None) -> ApiKey:
-        """The caller's key. With auth off, anything but an active key is the anonymous key."""
+    def authenticate(self, authorization: str | None, required: bool | None = None) -> ApiKey:
+        """The caller's key. With auth off, anything but an active key is the anonymous key.
+
+        `required`: the request's own policy (`gateway.edge`); None: the settings' default."""
         key = self._active(bearer_token(authorization))
         if key is not None:
             return key
-        if self.auth_required:
+        if self.auth_required if required is None else required:
             raise Unauthorized(INVALID_KEY)
         return ANONYMOUS
+
+    def authorize_reader(self, authorization: str | None, required: bool | None = None) -> None:
+        """Ledger status and metrics: with auth on, the admin token or any active key."""
+        if not (self.auth_required if required is None else required):
+            return
+        token = bearer_token(authorization)
+        if token is not None and self.admin_token and same_secret(token, self.admin_token):
+            return
+        if self._active(token) is None:
+            raise Unauthorized(INVALID_KEY)
 
     def authorize_admin(self, authorization: str | None) -> None:
         """Admin token -> pass; an active user key -> 403; anything else -> 401."""

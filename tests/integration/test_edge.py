@@ -1,0 +1,178 @@
+"""The edge against a real server: auth decided by the address a request arrives on, Host and
+Origin checks with auth off, JSON-only chat bodies, header limits, the concurrency cap."""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from gateway.app import create_app
+from gateway.embedded import serve_in_loop
+from gateway.ledger.migrate import upgrade_to_head_async
+from gateway.settings import (
+    CatalogSettings,
+    DatabaseSettings,
+    LedgerSettings,
+    ServerSettings,
+    Settings,
+)
+from providers.simulator.profile import Profile
+from providers.simulator.server import Fleet, start_fleet
+from tests.support.gateway import RunningGateway, free_port, run_gateway, write_catalog
+from tests.support.polling import eventually
+
+MODEL = "openai/gpt-oss-20b"
+BODY = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}]}
+
+
+@pytest.fixture
+async def fleet() -> AsyncIterator[Fleet]:
+    fleet = await start_fleet({"a": Profile(completion_tokens=3)})
+    yield fleet
+    await fleet.close()
+
+
+async def _settings(tmp_path: Path, fleet: Fleet, **server: Any) -> Settings:
+    database = f"sqlite+aiosqlite:///{tmp_path}/gw.sqlite3"
+    await upgrade_to_head_async(database)
+    return Settings(
+        server=ServerSettings(**server),
+        catalog=CatalogSettings(
+            catalog=write_catalog(tmp_path / "c.toml", {"a": fleet.url_for("a")})
+        ),
+        database=DatabaseSettings(database_url=database),
+        ledger=LedgerSettings(flush_interval_s=0.05),
+    )
+
+
+@pytest.fixture
+async def gateway(tmp_path: Path, fleet: Fleet) -> AsyncIterator[RunningGateway]:
+    async with run_gateway(await _settings(tmp_path, fleet)) as running:
+        yield running
+
+
+def assert_openai_error(response: httpx.Response, status: int) -> None:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    error = response.json()["error"]
+    assert set(error) >= {"code", "message", "metadata"}
+
+
+async def test_a_cross_origin_text_plain_post_is_refused_with_auth_off(
+    gateway: RunningGateway,
+) -> None:
+    async with httpx.AsyncClient(timeout=10) as client:
+        csrf = await client.post(
+            f"{gateway.v1}/chat/completions",
+            content=json.dumps(BODY),
+            headers={"Content-Type": "text/plain", "Origin": "https://evil.example"},
+        )
+        assert_openai_error(csrf, 403)
+        # Same origin but not JSON: still not parsed.
+        plain = await client.post(
+            f"{gateway.v1}/chat/completions",
+            content=json.dumps(BODY),
+            headers={"Content-Type": "text/plain"},
+        )
+        assert_openai_error(plain, 415)
+        # DNS rebinding: a page on evil.example resolving to 127.0.0.1 sends its own Host.
+        rebound = await client.post(
+            f"{gateway.v1}/chat/completions", json=BODY, headers={"Host": "evil.example:8000"}
+        )
+        assert_openai_error(rebound, 403)
+        models = await client.get(f"{gateway.v1}/models", headers={"Host": "evil.example"})
+        assert_openai_error(models, 403)
+        # The local page of a local tool, and a plain SDK call, still work.
+        local = await client.post(
+            f"{gateway.v1}/chat/completions", json=BODY, headers={"Origin": "http://localhost:3000"}
+        )
+        assert local.status_code == 200, local.text
+        sdk = await client.post(f"{gateway.v1}/chat/completions", json=BODY)
+        assert sdk.status_code == 200
+
+
+async def test_oversized_or_too_many_headers_are_431(gateway: RunningGateway) -> None:
+    async with httpx.AsyncClient(timeout=10) as client:
+        big = await client.post(
+            f"{gateway.v1}/chat/completions", json=BODY, headers={"X-Title": "t" * 20_000}
+        )
+        assert_openai_error(big, 431)
+        many = await client.post(
+            f"{gateway.v1}/chat/completions",
+            json=BODY,
+            headers={f"X-Filler-{n}": "x" for n in range(150)},
+        )
+        assert_openai_error(many, 431)
+
+
+def _own_address() -> str | None:
+    """A non-loopback address of this machine (traffic to it never leaves the host)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.254", 9))  # no packet is sent: this only picks a route
+            address: str = probe.getsockname()[0]
+        except OSError:
+            return None
+    return None if address.startswith("127.") else address
+
+
+async def test_auth_follows_the_address_a_request_arrives_on(tmp_path: Path, fleet: Fleet) -> None:
+    address = _own_address()
+    if address is None:
+        pytest.skip("this machine has no non-loopback address")
+    port = free_port()
+    # GATEWAY_HOST says loopback (the default), but the socket is bound to every address, as
+    # `uvicorn --factory gateway.app:app_from_env --host 0.0.0.0` would.
+    settings = await _settings(tmp_path, fleet)
+    app = create_app(settings)
+    async with serve_in_loop(app, "0.0.0.0", port), httpx.AsyncClient(timeout=10) as client:
+        remote = await client.post(f"http://{address}:{port}/v1/chat/completions", json=BODY)
+        assert_openai_error(remote, 401)
+        status = await client.get(f"http://{address}:{port}/api/v1/ledger/status")
+        assert_openai_error(status, 401)
+        local = await client.post(f"http://127.0.0.1:{port}/v1/chat/completions", json=BODY)
+        assert local.status_code == 200
+
+
+async def test_metrics_and_ledger_status_follow_gateway_auth(tmp_path: Path, fleet: Fleet) -> None:
+    token = "admin-token-edge-tests-0123456789"
+    settings = await _settings(tmp_path, fleet, auth="required", admin_token=token)
+    async with run_gateway(settings) as gw, httpx.AsyncClient(timeout=10) as client:
+        for path in ("/metrics", "/api/v1/ledger/status"):
+            assert_openai_error(await client.get(gw.url + path), 401)
+            scraped = await client.get(gw.url + path, headers={"Authorization": f"Bearer {token}"})
+            assert scraped.status_code == 200
+        assert (await client.get(gw.url + "/health")).status_code == 200
+
+
+async def test_the_concurrency_cap_answers_503_in_the_error_shape(
+    tmp_path: Path, fleet: Fleet
+) -> None:
+    settings = await _settings(tmp_path, fleet, max_concurrent_requests=1)
+    stream = {**BODY, "stream": True, "max_tokens": 50}
+    await fleet_speed(fleet, tokens_per_s=5, completion_tokens=50)
+    async with run_gateway(settings) as gw, httpx.AsyncClient(timeout=10) as client:
+        async with client.stream("POST", f"{gw.v1}/chat/completions", json=stream) as first:
+            assert first.status_code == 200
+            second = await client.post(f"{gw.v1}/chat/completions", json=BODY)
+            assert_openai_error(second, 503)
+        await fleet_speed(fleet, tokens_per_s=1000, completion_tokens=3)
+
+        async def admitted_again() -> bool:
+            after = await client.post(f"{gw.v1}/chat/completions", json=BODY)
+            return after.status_code == 200
+
+        # The stream's slot frees once the server has finished with it (right after the close).
+        await eventually(admitted_again, timeout_s=10, what="a request admitted after the stream")
+
+
+async def fleet_speed(fleet: Fleet, **profile: float) -> None:
+    async with httpx.AsyncClient(timeout=10) as client:
+        changed = await client.patch(f"{fleet.base_url}/_control/providers/a", json=profile)
+        assert changed.status_code == 200, changed.text
