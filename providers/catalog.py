@@ -6,6 +6,7 @@ Parsing and validation only; prices are turned into money by `providers.pricing`
 from __future__ import annotations
 
 import os
+import string
 import tomllib
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -168,6 +169,7 @@ def parse_catalog(raw: dict[str, object], env: dict[str, str], source: str = "ca
                 f"{source}: endpoints[{i}] repeats provider {ep.provider!r} for model {ep.model!r}"
             )
         _check_price(ep, source, i)
+        _check_sendable(ep, source, i)
         endpoints.append(ep)
         status[ep.id] = _status_of(ep, env, secrets)
     for model in models.values():
@@ -189,6 +191,11 @@ def _status_of(ep: Endpoint, env: dict[str, str], secrets: dict[str, Secret]) ->
     key = env.get(ep.api_key_env, "")
     if not key:
         return EndpointStatus(False, f"{ep.api_key_env} is not set")
+    if not _sendable(key) or any(c.isspace() for c in key):
+        # A trailing newline from `$(cat keyfile)` would fail every request to this endpoint.
+        return EndpointStatus(
+            False, f"{ep.api_key_env} holds whitespace or characters a header can't carry"
+        )
     secrets[ep.id] = Secret(key)
     return EndpointStatus(True)
 
@@ -218,6 +225,36 @@ def _check_raw_price(fields: dict[str, object], source: str, i: int) -> None:
                     f"{source}: endpoints[{i}].price.{name} must be a decimal "
                     f'string such as "{value}", not a float'
                 )
+
+
+_TOKEN_CHARS = frozenset("!#$%&'*+-.^_`|~" + string.ascii_letters + string.digits)  # RFC 9110
+
+
+def _sendable(value: str) -> bool:
+    """Fits an HTTP/1.1 header value: latin-1, no CR, LF or other control character but tab."""
+    try:
+        value.encode("latin-1")
+    except UnicodeEncodeError:
+        return False
+    return not any((ord(c) < 32 and c != "\t") or ord(c) == 127 for c in value)
+
+
+def _check_sendable(ep: Endpoint, source: str, i: int) -> None:
+    """Headers and URL go on the wire as they are: refuse at load what can't be sent, rather
+    than fail every request to the endpoint."""
+    for name, value in ep.headers.items():
+        if not name or not set(name) <= _TOKEN_CHARS:
+            raise CatalogError(f"{source}: endpoints[{i}].headers: {name!r} is not a header name")
+        if not _sendable(value) or value != value.strip():
+            raise CatalogError(
+                f"{source}: endpoints[{i}].headers.{name}: the value has a line break, a control "
+                "character, surrounding whitespace or a character outside latin-1"
+            )
+    if not ep.base_url.isascii() or any(c.isspace() or ord(c) < 32 for c in ep.base_url):
+        raise CatalogError(
+            f"{source}: endpoints[{i}].base_url must be ASCII without whitespace or control "
+            "characters"
+        )
 
 
 def _check_price(ep: Endpoint, source: str, i: int) -> None:

@@ -15,7 +15,7 @@ from providers.errors import UpstreamError, UpstreamUnavailable
 from providers.http1 import Response
 from providers.openai_compatible import OpenAICompatibleProvider
 from providers.provider import Chunk, Completion, UpstreamCall
-from providers.usage import Usage, normalize_usage
+from providers.usage import MAX_REPORTED_TOKENS, Usage, normalize_usage
 
 EFFORTS = frozenset({"low", "medium", "high"})
 # gpt-oss always reasons: the least it can be asked for is low.
@@ -98,7 +98,9 @@ def rename_reasoning(part: dict[str, Any], exclude: bool) -> str:
 
 
 def _count(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return min(value, MAX_REPORTED_TOKENS)
+    return 0
 
 
 def usage_with_timings(usage: Usage, timings: Any) -> Usage:

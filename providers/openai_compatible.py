@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.utils
+import math
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
@@ -39,6 +40,8 @@ from providers.sse import SseData, SseError
 from providers.usage import normalize_usage
 
 MAX_ERROR_BODY = 64 * 1024
+MAX_RESPONSE_BYTES = 16 * 1024 * 1024  # a non-streamed answer past this fails the attempt
+MAX_RETRY_AFTER_S = 60.0  # an upstream's Retry-After is honoured up to this (shared breaker)
 DONE_GRACE_S = 0.05  # how long the end of the body after `[DONE]` may take to keep the connection
 _decode = msgspec.json.decode
 _encode = msgspec.json.encode
@@ -67,18 +70,22 @@ def http_timeouts(t: Timeouts) -> HttpTimeouts:
 
 
 def parse_retry_after(value: str | None) -> float | None:
-    """Seconds from a Retry-After header (delta-seconds or HTTP date)."""
+    """Seconds from a Retry-After header (delta-seconds or HTTP date), within
+    [0, MAX_RETRY_AFTER_S]: `inf` or a date years ahead must not keep an endpoint out of every
+    replica's rotation for years. Unreadable values (`nan`, garbage) count as absent."""
     if not value:
         return None
     try:
-        return max(float(value), 0.0)
+        seconds = float(value)
     except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, OverflowError, IndexError):
+            return None
+        seconds = when.timestamp() - time.time()
+    if math.isnan(seconds):
         return None
-    return max(when.timestamp() - time.time(), 0.0)
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER_S)
 
 
 def _error_message(raw: bytes) -> tuple[str, Any]:
@@ -170,10 +177,14 @@ class OpenAICompatibleProvider:
             try:
                 ttft = time.monotonic() - started
                 await self._raise_for_status(call, resp)
-                raw = await resp.read()
+                raw = await resp.read(MAX_RESPONSE_BYTES + 1)
             finally:
                 resp.close()
         latency = time.monotonic() - started
+        if len(raw) > MAX_RESPONSE_BYTES:
+            raise UpstreamProtocolError(
+                f"{provider}: upstream answer is larger than {MAX_RESPONSE_BYTES} bytes"
+            )
         try:
             payload = _decode(raw)
         except msgspec.DecodeError as exc:

@@ -35,8 +35,15 @@ class Usage:
         }
 
 
+# No single request reports more: a larger count is a broken upstream, and is capped here so
+# that it can neither overflow the ledger's INTEGER columns nor bill without bound.
+MAX_REPORTED_TOKENS = 10_000_000
+
+
 def _int(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return min(value, MAX_REPORTED_TOKENS)
+    return 0
 
 
 def normalize_usage(raw: Any) -> Usage:
