@@ -1,4 +1,5 @@
-"""`GET /health` (the process answers) and `GET /ready` (its database and Redis answer)."""
+"""`GET /health` (the process answers) and `GET /ready` (its database and Redis answer and
+its background loops run)."""
 
 from __future__ import annotations
 
@@ -41,11 +42,43 @@ async def _check_redis(resources: NamedDependency[Resources]) -> str:
     return "ok"
 
 
+def _loops(resources: Resources) -> dict[str, str]:
+    """Each background loop of this process by task name: "running", or why it stopped."""
+    tasks: list[asyncio.Task[None] | None] = [*resources.keys.tasks, resources.ledger.upkeep_task]
+    if resources.routing is not None:
+        tasks.append(resources.routing.live.task)
+    if resources.llamacpp is not None:
+        tasks.append(resources.llamacpp.task)
+    loops: dict[str, str] = {}
+    for task in tasks:
+        if task is not None:
+            loops[task.get_name()] = _state_of(task)
+    if resources.ledger.writer_here:
+        loops["ledger-writer"] = "running" if resources.ledger.writer.running else "stopped"
+    return loops
+
+
+def _state_of(task: asyncio.Task[None]) -> str:
+    if not task.done():
+        return "running"
+    if task.cancelled():
+        return "stopped: cancelled"
+    error = task.exception()
+    return "stopped" if error is None else f"stopped: {type(error).__name__}"
+
+
 @get("/ready")
 async def ready(resources: NamedDependency[Resources]) -> Response[dict[str, Any]]:
     db, redis = await asyncio.gather(_check_db(resources), _check_redis(resources))
-    ok = db == "ok" and redis in ("ok", "in-process")
-    return Response(
-        {"status": "ready" if ok else "not ready", "database": db, "redis": redis},
-        status_code=200 if ok else 503,
-    )
+    loops = _loops(resources)
+    stopped = sorted(name for name, state in loops.items() if state != "running")
+    ok = db == "ok" and redis in ("ok", "in-process") and not stopped
+    body: dict[str, Any] = {
+        "status": "ready" if ok else "not ready",
+        "database": db,
+        "redis": redis,
+        "loops": loops,
+    }
+    if stopped:
+        body["stopped"] = stopped
+    return Response(body, status_code=200 if ok else 503)

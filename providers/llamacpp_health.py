@@ -288,8 +288,16 @@ class LlamaCppMonitor:
 
     async def run(self) -> None:
         while True:
-            await self.poll()
+            try:
+                await self.poll()
+            except Exception:
+                log.exception("llama.cpp health poll failed unexpectedly; continuing")
             await asyncio.sleep(self.interval_s)
+
+    @property
+    def task(self) -> asyncio.Task[None] | None:
+        """The background loop (for readiness: a loop that ended is reported)."""
+        return self._task
 
     async def start(self) -> None:
         """Check every server once, then keep checking in the background."""

@@ -176,6 +176,9 @@ class LiveStats:
                     await self.store.flush()
             except (RedisError, OSError) as exc:
                 log.warning("stats refresh failed", extra={"error": type(exc).__name__})
+            except Exception:
+                # Bad data in the store or a bug must not stop routing's view of the world.
+                log.exception("stats refresh failed unexpectedly; continuing")
             await asyncio.sleep(self.flush_s)
 
     async def start(self) -> None:
@@ -183,6 +186,11 @@ class LiveStats:
         with contextlib.suppress(RedisError, OSError):
             await self.refresh()
         self._task = asyncio.create_task(self.run(), name="routing-stats")
+
+    @property
+    def task(self) -> asyncio.Task[None] | None:
+        """The background loop (for readiness: a loop that ended is reported)."""
+        return self._task
 
     async def aclose(self) -> None:
         """Stop the loop and flush what is still buffered."""

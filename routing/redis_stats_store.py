@@ -82,7 +82,7 @@ class RedisStatsStore:
         results: list[Any] = await pipe.execute()
         buckets: dict[BucketKey, dict[str, int]] = dict(settled)
         for key, raw in zip(fetch, results, strict=False):
-            fields = {_text(k): int(v) for k, v in raw.items()}
+            fields = _counts(self._key(key), raw)
             buckets[key] = fields
             if (key[1] + 1) * key[0] + self._settle_ms < now_ms:
                 settled[key] = fields
@@ -104,6 +104,17 @@ class RedisStatsStore:
 
     async def aclose(self) -> None:
         await self.flush()
+
+
+def _counts(key: str, raw: dict[Any, Any]) -> dict[str, int]:
+    """A bucket's counters; a field that isn't an integer is skipped and named in the log."""
+    fields: dict[str, int] = {}
+    for name, value in raw.items():
+        try:
+            fields[_text(name)] = int(value)
+        except (TypeError, ValueError):
+            log.warning("unreadable stats field skipped", extra={"key": key, "field": _text(name)})
+    return fields
 
 
 def _text(value: bytes | str) -> str:

@@ -37,6 +37,13 @@ class KeyCache:
             if key.active:
                 self._by_hash[key.key_hash] = key
 
+    def evict(self, key_ids: Iterable[str]) -> None:
+        """Forget keys whose rows can't be read: refused until they can (fail closed)."""
+        for key_id in key_ids:
+            old = self._by_id.pop(key_id, None)
+            if old is not None:
+                self._by_hash.pop(old.key_hash, None)
+
     def replace(self, keys: Iterable[ApiKey]) -> None:
         """Start over from a full snapshot (drops keys that are no longer in the database)."""
         self._by_hash, self._by_id = {}, {}

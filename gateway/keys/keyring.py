@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -46,6 +46,7 @@ class Keyring:
     admin_token: str | None
     redis: Redis | None = None
     channel: str = ""
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)  # its background loops
 
     def _active(self, token: str | None) -> ApiKey | None:
         if token is None:
@@ -129,6 +130,7 @@ async def open_keyring(
             tasks.append(asyncio.create_task(refresher.listen(redis, channel), name="keys-listen"))
         for task in tasks:
             stack.push_async_callback(_stop, task)
+        keyring.tasks = tasks
         yield keyring
 
 

@@ -42,6 +42,7 @@ class KeyRefresher:
         self._last_full: float | None = None
         self._since: datetime | None = None
         self._failing = False
+        self._reported: dict[str, str] = {}  # unreadable key id -> the reason already logged
 
     def nudge(self) -> None:
         """Reload now instead of at the next tick."""
@@ -52,7 +53,7 @@ class KeyRefresher:
         started, wall = time.monotonic(), datetime.now(UTC)
         full = self._last_full is None or started - self._last_full >= self._full_every_s
         try:
-            keys = await self._store.changed_since(None if full else self._since)
+            changed = await self._store.readable_since(None if full else self._since)
         except (SQLAlchemyError, OSError) as exc:
             if not self._failing:
                 log.warning("key cache refresh failed; keeping the keys it has: %s", exc)
@@ -61,13 +62,26 @@ class KeyRefresher:
         if self._failing:
             log.info("key cache refresh recovered")
             self._failing = False
+        keys = changed.keys
+        self._report(changed.unreadable)
         if full:
             self._cache.replace(keys)
             self._last_full = started
         else:
             self._cache.put(keys)
+            self._cache.evict(changed.unreadable)
         self._since = wall - OVERLAP
         return True
+
+    def _report(self, unreadable: dict[str, str]) -> None:
+        """One log line per unreadable row (again only when its reason changes)."""
+        for key_id, reason in unreadable.items():
+            if self._reported.get(key_id) != reason:
+                log.error(
+                    "key row unreadable; skipped (the key is refused until it is fixed)",
+                    extra={"key_id": key_id, "reason": reason[:300]},
+                )
+                self._reported[key_id] = reason
 
     async def run(self) -> None:
         while True:
@@ -77,7 +91,11 @@ class KeyRefresher:
             except TimeoutError:
                 pass
             self._nudged.clear()
-            await self.refresh()
+            try:
+                await self.refresh()
+            except Exception:
+                # Whatever one reload hits, revocations must keep arriving: log it and go on.
+                log.exception("key cache refresh failed unexpectedly; continuing")
 
     async def listen(self, redis: Redis, channel: str) -> None:
         """Nudge on every message on `channel`; resubscribe after a Redis outage."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,9 +18,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from gateway.db.keys import api_keys
 from gateway.keys.hashing import MintedSecret, mint_secret
 from gateway.keys.preferences import preferences_json
-from gateway.keys.record import ApiKey, LimitReset, RateLimit
+from gateway.keys.record import LIMIT_RESETS, ApiKey, LimitReset, RateLimit
 from gateway.keys.schemas import KeyPatch, KeySpec
-from routing.preferences import Mode, ProviderPreferences
+from routing.preferences import MODES, Mode, ProviderPreferences
 
 # KeySpec / KeyPatch field -> column, where the names differ.
 _COLUMNS = {"limit": "limit_usd", "mode": "default_mode"}
@@ -45,9 +46,14 @@ def _column_values(fields: dict[str, Any]) -> dict[str, Any]:
 
 
 def key_of(row: Row[Any]) -> ApiKey:
+    """The key a row holds; ValueError (or msgspec's) when this version can't read it."""
     provider = row.provider
     limit_reset: LimitReset = row.limit_reset
     default_mode: Mode | None = row.default_mode
+    if limit_reset not in LIMIT_RESETS:
+        raise ValueError(f"unknown limit_reset {limit_reset!r}")
+    if default_mode is not None and default_mode not in MODES:
+        raise ValueError(f"unknown default_mode {default_mode!r}")
     return ApiKey(
         id=row.id,
         name=row.name,
@@ -65,6 +71,12 @@ def key_of(row: Row[Any]) -> ApiKey:
         deleted_at=row.deleted_at,
         version=row.version,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Changed:
+    keys: list[ApiKey]
+    unreadable: dict[str, str]  # key id -> why its row could not be read
 
 
 class KeyStore:
@@ -140,8 +152,19 @@ class KeyStore:
 
     async def changed_since(self, since: datetime | None) -> list[ApiKey]:
         """Every key (deleted and disabled ones too) changed at or after `since`; all if None."""
+        return (await self.readable_since(since)).keys
+
+    async def readable_since(self, since: datetime | None) -> Changed:
+        """`changed_since`, with the rows this version can't read set apart (a rolling upgrade,
+        a hand edit): id -> why, instead of one bad row failing the whole read."""
         query = select(api_keys)
         if since is not None:
             query = query.where(api_keys.c.updated_at >= since)
+        changed = Changed([], {})
         async with self._engine.connect() as conn:
-            return [key_of(row) for row in await conn.execute(query)]
+            for row in await conn.execute(query):
+                try:
+                    changed.keys.append(key_of(row))
+                except (msgspec.ValidationError, ValueError, TypeError, KeyError) as exc:
+                    changed.unreadable[str(row.id)] = f"{type(exc).__name__}: {exc}"
+        return changed

@@ -49,6 +49,7 @@ class Ledger:
         self.writer = writer
         self.writer_here = writer_here  # False: the writer runs in another process
         self.dead_letters = dead_letters
+        self.upkeep_task: asyncio.Task[None] | None = None
 
     @property
     def source(self) -> LedgerSource:
@@ -94,6 +95,9 @@ async def _keep_up(upkeep: Upkeep, source: LedgerSource) -> None:
         except (SQLAlchemyError, RedisError, OSError, TimeoutError) as exc:
             log.warning("ledger upkeep failed; will retry", extra={"error": type(exc).__name__})
             pause = UPKEEP_RETRY_S
+        except Exception:
+            log.exception("ledger upkeep failed unexpectedly; will retry")
+            pause = UPKEEP_RETRY_S
         await asyncio.sleep(pause)
 
 
@@ -137,8 +141,10 @@ async def open_ledger(
     if writer_here:
         upkeep_task = asyncio.create_task(_keep_up(upkeep, queue), name="ledger-upkeep")
         writer.start()
+    ledger = Ledger(queue, writer, writer_here, dead_letters)
+    ledger.upkeep_task = upkeep_task
     try:
-        yield Ledger(queue, writer, writer_here, dead_letters)
+        yield ledger
     finally:
         await stop_task(upkeep_task)
         await writer.stop()
