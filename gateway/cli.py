@@ -78,7 +78,7 @@ def _run_uvicorn(settings: Settings) -> None:
         port=server.port,
         workers=server.workers,
         loop="uvloop",
-        http="httptools",
+        http="gateway.server_protocol:BoundedHttpToolsProtocol",  # httptools, with limits
         log_level=server.log_level,
         access_log=False,
         lifespan="on",

@@ -13,15 +13,26 @@ from contextlib import asynccontextmanager
 import uvicorn
 from litestar import Litestar
 
+from gateway.server_protocol import protocol_with
+from gateway.settings import ServerSettings
+
 START_DEADLINE_S = 15.0
 STOP_DEADLINE_S = 15.0
 
 
 @asynccontextmanager
-async def serve_in_loop(app: Litestar, host: str, port: int) -> AsyncIterator[str]:
+async def serve_in_loop(
+    app: Litestar, host: str, port: int, server_settings: ServerSettings | None = None
+) -> AsyncIterator[str]:
     """Yields the base URL once the server accepts connections."""
     config = uvicorn.Config(
-        app, host=host, port=port, log_level="warning", lifespan="on", access_log=False
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        lifespan="on",
+        access_log=False,
+        http=protocol_with(server_settings or ServerSettings()),
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())

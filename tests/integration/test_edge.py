@@ -3,6 +3,7 @@ Origin checks with auth off, JSON-only chat bodies, header limits, the concurren
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 from collections.abc import AsyncIterator
@@ -176,3 +177,55 @@ async def fleet_speed(fleet: Fleet, **profile: float) -> None:
     async with httpx.AsyncClient(timeout=10) as client:
         changed = await client.patch(f"{fleet.base_url}/_control/providers/a", json=profile)
         assert changed.status_code == 200, changed.text
+
+
+async def _raw_exchange(port: int, chunks: list[bytes], read_timeout_s: float = 10) -> bytes:
+    """Send `chunks` on one connection, then read until the server closes it."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        for chunk in chunks:
+            writer.write(chunk)
+            try:
+                await writer.drain()
+            except ConnectionError:
+                break
+        async with asyncio.timeout(read_timeout_s):
+            return await reader.read()
+    except ConnectionError:
+        return b""
+    finally:
+        writer.close()
+
+
+async def test_the_server_refuses_8mb_of_headers_before_reading_them(
+    tmp_path: Path, fleet: Fleet
+) -> None:
+    settings = await _settings(tmp_path, fleet)
+    async with run_gateway(settings) as gw:
+        port = int(gw.url.rsplit(":", 1)[1])
+        head = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        filler = b"X-Filler: " + b"a" * 8 * 1024 * 1024 + b"\r\n\r\n"
+        answer = await _raw_exchange(port, [head, filler])
+    assert answer.startswith(b"HTTP/1.1 431"), answer[:200]
+    assert b'"code":"headers_too_large"' in answer
+
+
+async def test_slow_headers_and_a_stalled_body_are_cut_off(tmp_path: Path, fleet: Fleet) -> None:
+    settings = await _settings(tmp_path, fleet, header_timeout_s=0.5, body_timeout_s=0.5)
+    async with run_gateway(settings) as gw:
+        port = int(gw.url.rsplit(":", 1)[1])
+        # Slow-loris: a request line and one header, then nothing.
+        slow = await _raw_exchange(port, [b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n"])
+        assert slow.startswith(b"HTTP/1.1 408"), slow[:200]
+        # A body announced but never sent: the connection is closed, nothing is held open.
+        stalled = await _raw_exchange(
+            port,
+            [
+                b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"
+            ],
+        )
+        assert b"HTTP/1.1 200" not in stalled
+        # And the server still answers others.
+        async with httpx.AsyncClient(timeout=10) as client:
+            assert (await client.get(f"{gw.url}/health")).status_code == 200

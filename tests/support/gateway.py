@@ -44,7 +44,7 @@ async def run_gateway(settings: Settings) -> AsyncIterator[RunningGateway]:
     port = free_port()
     settings.server.port = port
     app = create_app(settings)
-    async with serve_in_loop(app, "127.0.0.1", port) as url:
+    async with serve_in_loop(app, "127.0.0.1", port, settings.server) as url:
         yield RunningGateway(url, app, settings)
 
 
