@@ -14,18 +14,23 @@ from datetime import UTC, datetime
 from gateway.ledger.codec import encode_event
 from gateway.ledger.events import GenerationEvent
 from gateway.ledger.source import Entry
+from gateway.ledger.stream import LedgerUnavailable
 from gateway.resp import Batch
 
 log = logging.getLogger("gateway.ledger.queue")
+MAX_QUEUED_EVENTS = 100_000  # events waiting for the database in one process
 
 
 class InProcessLedger:
-    """Both the sink (request path) and the source (writer); unbounded so emit never waits."""
+    """Both the sink (request path) and the source (writer). Emit never waits; past
+    `max_events` (the database has been refusing or lagging for a long time) it refuses, and
+    the answer is withheld (503) rather than left unbilled or memory grown without bound."""
 
     kind = "in-process"
     durable = False
 
-    def __init__(self) -> None:
+    def __init__(self, max_events: int = MAX_QUEUED_EVENTS) -> None:
+        self._max_events = max_events
         self._waiting: deque[Entry] = deque()
         self._in_flight: dict[str, Entry] = {}
         self._arrived = asyncio.Event()
@@ -38,6 +43,9 @@ class InProcessLedger:
         self._put(event)  # nothing here waits: queued now, the batch untouched
 
     def _put(self, event: GenerationEvent) -> None:
+        if len(self._waiting) + len(self._in_flight) >= self._max_events:
+            log.error("ledger queue full; event refused", extra={"generation_id": event.id})
+            raise LedgerUnavailable("the ledger is unavailable; try again")
         self._next_id += 1
         self._waiting.append(Entry(str(self._next_id), event))
         self._arrived.set()

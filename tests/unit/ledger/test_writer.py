@@ -184,3 +184,17 @@ async def test_an_unforeseen_error_neither_stops_the_writer_nor_loses_its_batch(
         assert "ledger batch refused; isolating its rows" in caplog.text
     finally:
         await writer.stop()
+
+
+async def test_the_in_process_queue_is_bounded() -> None:
+    from gateway.ledger.stream import LedgerUnavailable
+
+    queue = InProcessLedger(max_events=3)
+    for n in range(3):
+        await queue.emit(make_event(n))
+    with pytest.raises(LedgerUnavailable):
+        await queue.emit(make_event(3))
+    taken = await queue.read(10, 0)
+    await queue.ack(taken)
+    await queue.emit(make_event(4))  # room again once written
+    assert await queue.depth() == 1
