@@ -19,7 +19,11 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from gateway.errors import error_body
 from gateway.settings import ServerSettings
 
-STATUS_TEXT = {408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
+STATUS_TEXT = {
+    400: b"Bad Request",
+    408: b"Request Timeout",
+    431: b"Request Header Fields Too Large",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,8 +115,12 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             super().data_received(data)
 
     def send_400_response(self, msg: str) -> None:
-        if not self._refused:  # else our parser stop, after the 431 went out
-            super().send_400_response(msg)
+        # uvicorn's answer to what httptools can't parse, in the error shape every client reads;
+        # after our own 431 the parser was stopped on purpose and nothing more is sent.
+        if not self._refused:
+            self._refused = True
+            self._disarm()
+            self._answer(400, "bad_request", "invalid HTTP request")
 
     def on_message_begin(self) -> None:
         super().on_message_begin()

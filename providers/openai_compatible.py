@@ -42,6 +42,7 @@ from providers.usage import normalize_usage
 MAX_ERROR_BODY = 64 * 1024
 MAX_RESPONSE_BYTES = 16 * 1024 * 1024  # a non-streamed answer past this fails the attempt
 MAX_RETRY_AFTER_S = 60.0  # an upstream's Retry-After is honoured up to this (shared breaker)
+MAX_MESSAGE_CHARS = 2000  # of an upstream's error message, repeated to the client and ledger
 DONE_GRACE_S = 0.05  # how long the end of the body after `[DONE]` may take to keep the connection
 _decode = msgspec.json.decode
 _encode = msgspec.json.encode
@@ -107,7 +108,8 @@ def _error_message(raw: bytes) -> tuple[str, Any]:
 def _redacted(call: UpstreamCall, message: str) -> str:
     """Upstream text as the gateway may repeat it: no credential (an upstream that echoes the
     Authorization header must not leak it to the client, the ledger or a log)."""
-    return redact(message, (None if call.secret is None else call.secret.reveal(),))
+    secret = None if call.secret is None else call.secret.reveal()
+    return redact(message[:MAX_MESSAGE_CHARS], (secret,))
 
 
 async def _finish_after_done(resp: Response) -> None:

@@ -229,3 +229,15 @@ async def test_slow_headers_and_a_stalled_body_are_cut_off(tmp_path: Path, fleet
         # And the server still answers others.
         async with httpx.AsyncClient(timeout=10) as client:
             assert (await client.get(f"{gw.url}/health")).status_code == 200
+
+
+async def test_what_the_parser_refuses_is_answered_in_the_error_shape(
+    tmp_path: Path, fleet: Fleet
+) -> None:
+    async with run_gateway(await _settings(tmp_path, fleet)) as gw:
+        port = int(gw.url.rsplit(":", 1)[1])
+        answer = await _raw_exchange(
+            port, [b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Title: a\x7f\x01b\r\n\r\n"]
+        )
+    assert answer.startswith(b"HTTP/1.1 400"), answer[:200]
+    assert b"application/json" in answer and b'"code":"bad_request"' in answer
