@@ -109,7 +109,8 @@ def _redacted(call: UpstreamCall, message: str) -> str:
     """Upstream text as the gateway may repeat it: no credential (an upstream that echoes the
     Authorization header must not leak it to the client, the ledger or a log)."""
     secret = None if call.secret is None else call.secret.reveal()
-    return redact(message[:MAX_MESSAGE_CHARS], (secret,))
+    # Redacted before it is cut: a cut through the secret would leave a piece of it.
+    return redact(message, (secret,))[:MAX_MESSAGE_CHARS]
 
 
 async def _finish_after_done(resp: Response) -> None:
