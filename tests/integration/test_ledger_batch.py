@@ -160,6 +160,19 @@ async def test_redelivery_after_commit_before_ack_counts_once(
     assert cost == sum((e.cost.total for e in events), Decimal(0))
 
 
+POISON_TRIGGER = """
+CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.app_title = 'poison' THEN
+        RAISE EXCEPTION 'index row size exceeds btree maximum' USING ERRCODE = '54000';
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER refuse_poison BEFORE INSERT ON generations
+    FOR EACH ROW EXECUTE FUNCTION refuse_poison();
+"""
+
+
 async def test_a_row_postgres_refuses_is_set_aside_and_the_rest_stored(
     engine: AsyncEngine,
 ) -> None:
@@ -171,11 +184,14 @@ async def test_a_row_postgres_refuses_is_set_aside_and_the_rest_stored(
         flush_interval_s=0.01,
         drain_timeout_s=1,
     )
+    async with engine.begin() as conn:
+        raw = await conn.get_raw_connection()
+        await raw.driver_connection.execute(POISON_TRIGGER)  # type: ignore[union-attr]
     for n in range(6):
-        # NUL is valid Python text but not Postgres text: the database refuses the row. (An
-        # upstream's error message has its NULs dropped; a client header can't carry one, so
-        # the title stands in for "a row Postgres refuses".)
-        await queue.emit(_event(n, app_title="bad\x00title" if n == 3 else None))
+        # The trigger refuses "poison" as Postgres refuses an oversized index row (SQLSTATE
+        # 54000); NUL, which Postgres text can't hold, is dropped before it gets there.
+        title = "poison" if n == 3 else ("nul\x00title" if n == 4 else None)
+        await queue.emit(_event(n, app_title=title))
     await queue.emit(_event(6, error_message="upstream\x00 said no"))
     assert await writer._step(0) is True
     assert writer.counters.dead_letters_total == 1 and writer.counters.written_total == 6
@@ -188,3 +204,8 @@ async def test_a_row_postgres_refuses_is_set_aside_and_the_rest_stored(
         )
     assert ids == {f"gen-1700000000-b{n:04d}" for n in (0, 1, 2, 4, 5, 6)} and requests == 6
     assert message == "upstream said no"
+    async with engine.connect() as conn:
+        title = await conn.scalar(
+            select(generations.c.app_title).where(generations.c.id == "gen-1700000000-b0004")
+        )
+    assert title == "nultitle"
