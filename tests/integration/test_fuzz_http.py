@@ -36,7 +36,13 @@ PATHS = [
     "/ready",
     "/nope",
 ]
-json_leaves = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text()
+json_leaves = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text()
+)
 json_values = st.recursive(
     json_leaves,
     lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=6), c, max_size=3),
