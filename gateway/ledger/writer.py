@@ -14,7 +14,14 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from redis.exceptions import RedisError
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError, StatementError
+from sqlalchemy.exc import (
+    DBAPIError,
+    InterfaceError,
+    InternalError,
+    OperationalError,
+    SQLAlchemyError,
+    StatementError,
+)
 
 from gateway.ledger.events import GenerationEvent
 from gateway.ledger.metrics import WriterCounters
@@ -36,7 +43,8 @@ MAX_IDLE_WAIT_S = 1.0  # an idle writer looks up at least this often (so stop() 
 # dead-lettered: the batch is never retried forever. `gateway.ledger.postgres_batch` sorts
 # Postgres' SQLSTATEs into these two families.
 TRANSIENT_ERRORS = (OSError, TimeoutError, RedisError)
-TRANSIENT_DATABASE_ERRORS = ("OperationalError", "InterfaceError", "InternalError")
+# The connection or the server, not the rows (a deadlock, a lock, "database is locked" too).
+TRANSIENT_DATABASE_ERRORS = (OperationalError, InterfaceError, InternalError)
 
 Pair = tuple[Entry, LedgerRows]
 
@@ -51,7 +59,7 @@ def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, TRANSIENT_ERRORS):
         return True
     if isinstance(exc, DBAPIError):
-        return type(exc).__name__ in TRANSIENT_DATABASE_ERRORS
+        return isinstance(exc, TRANSIENT_DATABASE_ERRORS)
     # Not a DBAPI error: a parameter SQLAlchemy could not bind (row-level), or pool/engine
     # trouble (transient).
     return isinstance(exc, SQLAlchemyError) and not isinstance(exc, StatementError)

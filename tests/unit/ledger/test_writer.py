@@ -198,3 +198,15 @@ async def test_the_in_process_queue_is_bounded() -> None:
     await queue.ack(taken)
     await queue.emit(make_event(4))  # room again once written
     assert await queue.depth() == 1
+
+
+def test_what_is_transient_and_what_is_the_rows_fault() -> None:
+    from sqlalchemy.exc import DataError, StatementError
+
+    assert writer_module.is_transient(OperationalError("x", {}, ConnectionResetError()))
+    assert writer_module.is_transient(TimeoutError())
+    assert writer_module.is_transient(ConnectionRefusedError())
+    assert not writer_module.is_transient(IntegrityError("x", {}, ValueError()))
+    assert not writer_module.is_transient(DataError("x", {}, ValueError("54000")))
+    assert not writer_module.is_transient(StatementError("bind", "x", {}, UnicodeEncodeError))
+    assert not writer_module.is_transient(RuntimeError("a driver bug on one value"))
