@@ -12,7 +12,7 @@ from typing import Any
 import msgspec
 
 from gateway.errors import BadRequest
-from gateway.limits import MAX_JSON_DEPTH, MAX_MODEL_CHARS
+from gateway.limits import MAX_JSON_DEPTH, MAX_MODEL_CHARS, MAX_USER_CHARS
 from gateway.text import clean_text
 from routing.preferences import Mode, ProviderPreferences, RouteRequest, split_mode
 
@@ -128,6 +128,9 @@ def decode_chat_request(
         if m != requested
     )
     upstream_body = {k: v for k, v in body.items() if k not in GATEWAY_FIELDS}
+    user = upstream_body.get("user")
+    if isinstance(user, str) and (len(user) > MAX_USER_CHARS or "\x00" in user):
+        upstream_body["user"] = clean_text(user, MAX_USER_CHARS)
     debug = known.debug or {}
     route = RouteRequest(
         model=model,

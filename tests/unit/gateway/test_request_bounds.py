@@ -52,3 +52,9 @@ def test_too_many_fallback_models_is_a_bad_request() -> None:
     with pytest.raises(BadRequest) as refused:
         decode_chat_request(_body(models=[f"m{n}" for n in range(33)]))
     assert refused.value.metadata == {"field": "models"}
+
+
+def test_the_user_field_is_bounded() -> None:
+    request = decode_chat_request(_body(user="u\x00" + "x" * 10_000))
+    assert request.upstream_body["user"] == "u" + "x" * 255
+    assert decode_chat_request(_body(user="alice")).upstream_body["user"] == "alice"
