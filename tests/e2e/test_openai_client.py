@@ -110,7 +110,8 @@ async def test_error_shapes(client: AsyncOpenAI, gateway: RunningGateway) -> Non
     body = bad.value.body
     assert isinstance(body, dict) and "messages" in body["message"]
 
-    async with httpx.AsyncClient() as http:
+    # JSON-typed, as SDKs send it (auth is off here: other content types are a 415).
+    async with httpx.AsyncClient(headers={"Content-Type": "application/json"}) as http:
         resp = await http.post(f"{gateway.v1}/chat/completions", content=b"{broken")
         assert resp.status_code == 400
         assert set(resp.json()["error"]) >= {"code", "message", "metadata"}
