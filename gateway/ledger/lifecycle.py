@@ -72,7 +72,9 @@ class Ledger:
         if self.dead_letters is not None:
             try:
                 dead = await self.dead_letters.count()
-            except (SQLAlchemyError, OSError):
+                if isinstance(self._queue, RedisStreamLedger):
+                    dead += await self._queue.undecodable()
+            except (SQLAlchemyError, RedisError, OSError):
                 dead = None
         return LedgerStatus(
             source=self._queue.kind,

@@ -196,6 +196,11 @@ class RedisStreamLedger:
         length: int = await self._redis.xlen(self.key)
         return length
 
+    async def undecodable(self) -> int:
+        """Entries set aside in Redis because this version could not decode them."""
+        length: int = await self._redis.xlen(self.dead_key)
+        return length
+
     async def oldest_age_s(self) -> float | None:
         first = await self._redis.xrange(self.key, "-", "+", count=1)
         if not first or first[0][0] is None:

@@ -72,6 +72,7 @@ async def test_an_undecodable_entry_becomes_a_dead_letter(
         dead = await redis.xrange(ledger.dead_key)
         assert len(dead) == 1 and dead[0][1][b"e"] == b"{not json"
         assert await ledger.depth() == 2  # the bad one left the stream, acked
+        assert await ledger.undecodable() == 1  # counted in the status's dead letters
     finally:
         await redis.delete(f"{redis_prefix}ledger:events", f"{redis_prefix}ledger:dead")
         await redis.aclose()
