@@ -10,6 +10,7 @@ import contextlib
 import email.utils
 import math
 import time
+import urllib.parse
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -58,11 +59,25 @@ def upstream_errors(provider: str, url: str = "") -> Iterator[None]:
     except (Timeout, TimeoutError) as exc:
         raise UpstreamTimeout(f"{provider}: upstream timed out ({exc})") from exc
     except ConnectFailed as exc:
-        raise UpstreamConnectError(f"{provider}: cannot connect to {url or 'upstream'}") from exc
+        where = _without_credentials(url) if url else "upstream"
+        raise UpstreamConnectError(f"{provider}: cannot connect to {where}") from exc
     except (ConnectionClosed, ConnectionError) as exc:
         raise UpstreamReset(f"{provider}: upstream closed the connection") from exc
     except (MalformedResponse, SseError) as exc:
         raise UpstreamProtocolError(f"{provider}: bad upstream response ({exc})") from exc
+
+
+def _without_credentials(url: str) -> str:
+    """A URL as an error may show it: no user info, no query (either can hold a key)."""
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    try:
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        port = ""
+    return f"{parts.scheme}://{host}{port}{parts.path}"
 
 
 def http_timeouts(t: Timeouts) -> HttpTimeouts:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from providers.errors import UpstreamConnectError
 from providers.redaction import PLACEHOLDER, redact
 
 
@@ -32,3 +33,13 @@ def test_the_endpoint_secret_is_redacted_whatever_its_shape() -> None:
 def test_ordinary_error_text_is_kept() -> None:
     text = "model produced output that does not match the expected format (context 4096)"
     assert redact(text, [None, ""]) == text
+
+
+def test_a_connect_error_shows_no_credentials_of_the_url() -> None:
+    from providers.http1 import ConnectFailed
+    from providers.openai_compatible import upstream_errors
+
+    with pytest.raises(UpstreamConnectError) as failed:
+        with upstream_errors("p", "https://user:s3cret@api.example:8443/v1?key=k3y"):
+            raise ConnectFailed("refused")
+    assert failed.value.message == "p: cannot connect to https://api.example:8443/v1"
