@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import json
 import logging
+import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 
+import asyncpg
 import httpx
 import pytest
 from aiohttp import web
@@ -19,9 +22,12 @@ from gateway.settings import (
     CatalogSettings,
     DatabaseSettings,
     LedgerSettings,
+    RedisSettings,
     RoutingSettings,
     Settings,
 )
+from tests.conftest import PG_ADMIN_DSN, REDIS_URL
+from tests.integration.ledger_fixtures import drop_redis_keys
 from tests.support.gateway import run_gateway
 from tests.support.polling import eventually
 
@@ -72,23 +78,52 @@ def kind(request: pytest.FixtureRequest) -> str:
     return value
 
 
+@pytest.fixture(params=["sqlite", "postgres+redis"])
+async def storage(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[tuple[str, RedisSettings]]:
+    """The embedded default, or a Postgres database of the test's own and Redis."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path}/gw.sqlite3", RedisSettings()
+        return
+    name = f"gw_test_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(PG_ADMIN_DSN)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    prefix = f"gwtest:{uuid.uuid4().hex[:12]}:"
+    database = PG_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
+    try:
+        yield f"{database}/{name}", RedisSettings(redis_url=REDIS_URL, redis_prefix=prefix)
+    finally:
+        await drop_redis_keys(REDIS_URL, prefix)
+        admin = await asyncpg.connect(PG_ADMIN_DSN)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+
 @pytest.mark.parametrize("stream", [False, True, "mid"])
 async def test_an_echoed_key_reaches_no_response_row_or_log(
     tmp_path: Path,
     kind: str,
     stream: bool | str,
+    storage: tuple[str, RedisSettings],
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     monkeypatch.setenv("ECHO_TEST_KEY", SECRET)
     runner, url = await _echoing_upstream(mid_stream=stream == "mid")
-    database = f"sqlite+aiosqlite:///{tmp_path}/gw.sqlite3"
+    database, redis = storage
     await upgrade_to_head_async(database)
     settings = Settings(
         catalog=CatalogSettings(catalog=_catalog(tmp_path / "c.toml", url, kind)),
         database=DatabaseSettings(database_url=database),
+        redis=redis,
         routing=RoutingSettings(retries_per_endpoint=0),
-        ledger=LedgerSettings(flush_interval_s=0.05),
+        ledger=LedgerSettings(flush_interval_s=0.05, writer="worker"),
     )
     body = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "stream": bool(stream)}
     caplog.set_level(logging.DEBUG)
