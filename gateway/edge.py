@@ -1,8 +1,8 @@
 """The gateway's outer ASGI layer: what every HTTP request passes before routing.
 
 Header count and size (431), the per-worker concurrency cap (503), and the auth policy of the
-connection: `GATEWAY_AUTH` when set, else decided by the local address the request arrived on
-(loopback: off, anything else: required). With auth off, a request whose `Host` or `Origin` is
+connection: `GATEWAY_AUTH` when set, else off only when `GATEWAY_HOST` and the local address
+the request arrived on are both loopback. With auth off, a request whose `Host` or `Origin` is
 not loopback is refused (403): that is what keeps web pages (CSRF, DNS rebinding) out.
 """
 
@@ -56,9 +56,14 @@ def _origin_is_loopback(origin: str) -> bool:
 
 
 def auth_required_for(server: ServerSettings, scope: Scope) -> bool:
-    """This connection's auth policy: the setting, else by the address it arrived on."""
+    """This connection's auth policy: `GATEWAY_AUTH` when set; else required unless both
+    `GATEWAY_HOST` and the local address the connection arrived on are loopback (a server
+    started as `uvicorn --host 0.0.0.0`, which `GATEWAY_HOST` doesn't see, still requires keys
+    from every other address)."""
     if server.auth is not None:
         return server.auth == "required"
+    if not server.loopback_only:
+        return True
     local: Any = scope.get("server")
     if not local:
         return True

@@ -30,6 +30,11 @@ def test_auth_follows_the_local_address(server: Any, required: bool) -> None:
     assert auth_required_for(ServerSettings(), _scope(server)) is required
 
 
+def test_a_non_loopback_gateway_host_requires_keys_from_everyone() -> None:
+    wildcard = ServerSettings(host="0.0.0.0")
+    assert auth_required_for(wildcard, _scope(("127.0.0.1", 8000))) is True
+
+
 def test_an_explicit_setting_wins() -> None:
     assert auth_required_for(ServerSettings(auth="off"), _scope(("192.0.2.2", 80))) is False
     assert auth_required_for(ServerSettings(auth="required"), _scope(("127.0.0.1", 80))) is True
