@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from types import MappingProxyType
 
@@ -18,6 +18,7 @@ from redis.exceptions import RedisError
 
 from providers.background import stop_task
 from providers.errors import UpstreamError
+from providers.openai_compatible import MAX_RETRY_AFTER_S
 from routing.breaker import Breakers, BreakerState, Phase
 from routing.buckets import Observation, Outcome, summarize
 from routing.executor import Attempt
@@ -148,7 +149,7 @@ class LiveStats:
         now = self._clock()
         view = await self.store.read(now)
         breakers = self.breakers
-        breakers.merge(view.breakers)
+        breakers.merge(self._bounded(view.breakers))
         recovered = {k: s.recovered_at for k, s in breakers.states().items() if s.recovered_at}
         endpoints = summarize(view.buckets, self.store.layout, now, recovered)
         failures = breakers.policy.failures
@@ -164,6 +165,20 @@ class LiveStats:
             now, MappingProxyType(endpoints), MappingProxyType(dict(breakers.states()))
         )
         return self._snapshot
+
+    def _bounded(self, remote: Mapping[str, BreakerState]) -> Mapping[str, BreakerState]:
+        """Shared states with their pause cut to the longest this version ever sets, counted
+        from when they were set: a state written before `Retry-After` was capped (or by hand)
+        must not keep an endpoint out for years."""
+        longest = max(self.breakers.policy.max_cooldown_s, MAX_RETRY_AFTER_S)
+        bounded = dict(remote)
+        for endpoint_id, state in remote.items():
+            if state.open and state.until > state.changed_at + longest:
+                log.warning(
+                    "shared breaker pause cut", extra={"endpoint": endpoint_id, "was": state.until}
+                )
+                bounded[endpoint_id] = replace(state, until=state.changed_at + longest)
+        return bounded
 
     async def run(self) -> None:
         next_refresh = 0.0

@@ -46,3 +46,22 @@ def test_a_stats_field_that_is_not_a_number_is_skipped(caplog: pytest.LogCapture
         counts = _counts("gw:stats:x", {b"requests": b"3", b"errors": b"oops", "ok": "2"})
     assert counts == {"requests": 3, "ok": 2}
     assert "unreadable stats field skipped" in caplog.text
+
+
+async def test_a_shared_pause_of_years_is_cut_to_the_longest_this_version_sets() -> None:
+    from routing.breaker import BreakerState
+    from routing.stats_store import InProcessStatsStore
+
+    layout = Layout.build(outage_window_s=5, latency_window_s=5, buckets_per_window=10)
+    store = InProcessStatsStore(layout)
+    now = 1_700_000_000.0
+    decade = BreakerState(
+        "m@p", open=True, until=now + 10 * 365 * 86400, probe=False, changed_at=now
+    )
+    store.share_breaker(decade)  # as an older replica wrote it (Retry-After: 315360000)
+    await store.flush()
+    live = LiveStats(store, clock=lambda: now + 1)
+    await live.refresh()
+    state = live.breakers.get("m@p")
+    assert state is not None and state.until <= now + 60
+    assert live.phase("m@p", now + 61)[0] == "closed"
