@@ -155,7 +155,7 @@ class Planner:
             sort.by if sort else None,
             self.policy,
             self._rng,
-            load_balance=not order and sort is None,
+            load_balance=not order and (sort is None or sort.by is None),
             warm_id=warm_id,
         )
         if order and unavailable:
@@ -222,6 +222,8 @@ class Planner:
                     "candidates": [{"endpoint": chosen.id, "provider": chosen.endpoint.provider}],
                 }
             )
+            if request.ignored:
+                plan.explanation["ignored"] = dict(request.ignored)
         return plan
 
     @staticmethod
@@ -304,6 +306,8 @@ def _explain(
     }
     if unknown:
         body["unknown_models"] = unknown
+    if request.ignored:
+        body["ignored"] = dict(request.ignored)
     if any(c.gate in (OUTAGE, OPEN) for c in candidates):
         body["gated"] = {c.facts.id: GATE_NAMES[c.gate] for c in candidates if c.gate > HEALTHY}
     return body

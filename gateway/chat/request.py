@@ -11,13 +11,30 @@ from typing import Any
 
 import msgspec
 
+from gateway.chat.provider_object import decode_provider
 from gateway.errors import BadRequest
 from routing.preferences import Mode, ProviderPreferences, RouteRequest, split_mode
 
 # OpenRouter fields the gateway consumes; they are not forwarded upstream.
 GATEWAY_FIELDS = frozenset(
-    {"provider", "models", "route", "debug", "session_id", "transforms", "usage", "user_key"}
+    {
+        "provider",
+        "models",
+        "route",
+        "debug",
+        "session_id",
+        "transforms",
+        "usage",
+        "user_key",
+        "preset",
+        "plugins",
+    }
 )
+# OpenRouter features the gateway doesn't have: refused rather than silently dropped.
+REFUSED = {
+    "preset": "presets are stored OpenRouter account settings; this gateway has none",
+    "plugins": "plugins (web search, file parsing, response healing) are not available here",
+}
 # Request fields that, when present, an endpoint must list in `supported_parameters`
 # for `provider.require_parameters`.
 ROUTED_PARAMETERS = frozenset(
@@ -62,7 +79,9 @@ class _Known(msgspec.Struct):
     stream: bool = False
     max_tokens: int | None = None
     max_completion_tokens: int | None = None
-    provider: ProviderPreferences | None = None
+    provider: Any = None  # read leniently by `decode_provider`
+    route: Any = None
+    transforms: Any = None
     session_id: str | None = None
     prompt_cache_key: str | None = None
     debug: dict[str, Any] | None = None
@@ -102,11 +121,13 @@ def decode_chat_request(
             raise BadRequest(
                 f"invalid request: `{name}` must be at least 1", metadata={"field": name}
             )
+    _refuse_unsupported(body, known.transforms)
+    provider, ignored = decode_provider(known.provider, known.route)
     requested = known.model or (known.models[0] if known.models else None)
     if not requested:
         raise BadRequest("invalid request: `model` is required", metadata={"field": "model"})
     model, suffix_mode = split_mode(requested)
-    prefs = known.provider or ProviderPreferences()
+    prefs = provider or ProviderPreferences()
     mode: Mode = suffix_mode or default_mode
     fallback_models = tuple(split_mode(m)[0] for m in (known.models or []) if m != requested)
     upstream_body = {k: v for k, v in body.items() if k not in GATEWAY_FIELDS}
@@ -123,8 +144,27 @@ def decode_chat_request(
         stream=known.stream,
         affinity_key=known.session_id or known.prompt_cache_key or _opening_key(body),
         explain=explain_header or bool(debug.get("route")),
+        ignored=tuple(ignored.items()),
     )
     return ChatRequest(route, upstream_body, requested)
+
+
+def _refuse_unsupported(body: dict[str, Any], transforms: Any) -> None:
+    for name, why in REFUSED.items():
+        if body.get(name) not in (None, [], {}, ""):
+            raise BadRequest(f"`{name}` is not supported: {why}", metadata={"field": name})
+    if transforms is None or transforms == []:
+        return  # no transforms: OpenRouter's way of turning its default ones off
+    if not isinstance(transforms, list) or not all(isinstance(t, str) for t in transforms):
+        raise BadRequest(
+            "invalid request: `transforms` must be a list of strings",
+            metadata={"field": "transforms"},
+        )
+    raise BadRequest(
+        f"`transforms` {transforms!r} is not supported: the gateway never rewrites a "
+        "conversation; shorten it or pick a model with a longer context",
+        metadata={"field": "transforms"},
+    )
 
 
 def _opening_key(body: dict[str, Any]) -> str | None:
