@@ -25,6 +25,9 @@ class ServerSettings(BaseSettings):
     admin_token: str | None = None
     # On SIGTERM, in-flight requests (open streams too) get this long before being cut.
     shutdown_timeout_s: int = Field(default=30, ge=1)
+    # A stream still waiting for its first token commits its 200 after this long and then
+    # sends an SSE comment this often, so idle proxies and clients don't time out.
+    stream_keepalive_s: float = Field(default=2.0, gt=0)
 
     @property
     def loopback_only(self) -> bool:

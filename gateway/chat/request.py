@@ -6,12 +6,13 @@ Unknown fields stay in `ChatRequest.upstream_body` and reach the upstream untouc
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
 
 from gateway.chat.provider_object import decode_provider
+from gateway.chat.relay import new_generation_id
 from gateway.errors import BadRequest
 from routing.preferences import Mode, ProviderPreferences, RouteRequest, split_mode
 
@@ -92,6 +93,8 @@ class ChatRequest:
     route: RouteRequest
     upstream_body: dict[str, Any]  # the client's body minus gateway-only fields
     requested_model: str  # as the client wrote it, suffix included
+    # Known before any routing, so a stream that commits its headers early can carry it.
+    generation_id: str = field(default_factory=new_generation_id)
 
 
 _decoder = msgspec.json.Decoder()

@@ -19,7 +19,6 @@ from gateway.chat.relay import (
     encode,
     error_chunk,
     first_finish_reason,
-    new_generation_id,
     normalize_finish_reason,
     sse,
     stamp,
@@ -153,7 +152,7 @@ class ChatService:
         started = time.monotonic()
         plan = self._planner.plan(request.route)
         hold = await self._admit(caller, plan)
-        event = self._event(new_generation_id(), request, plan, caller, streamed)
+        event = self._event(request.generation_id, request, plan, caller, streamed)
         try:
             result = await call(plan, request.upstream_body)
         except GenerationFailed as failed:
