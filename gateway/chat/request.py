@@ -14,6 +14,7 @@ import msgspec
 from gateway.chat.provider_object import decode_provider
 from gateway.chat.relay import new_generation_id
 from gateway.errors import BadRequest
+from providers.parameters import ROUTED_PARAMETERS
 from routing.preferences import Mode, ProviderPreferences, RouteRequest, split_mode
 
 # OpenRouter fields the gateway consumes; they are not forwarded upstream.
@@ -36,33 +37,6 @@ REFUSED = {
     "preset": "presets are stored OpenRouter account settings; this gateway has none",
     "plugins": "plugins (web search, file parsing, response healing) are not available here",
 }
-# Request fields that, when present, an endpoint must list in `supported_parameters`
-# for `provider.require_parameters`.
-ROUTED_PARAMETERS = frozenset(
-    {
-        "tools",
-        "tool_choice",
-        "response_format",
-        "reasoning",
-        "include_reasoning",
-        "max_tokens",
-        "max_completion_tokens",
-        "temperature",
-        "top_p",
-        "top_k",
-        "stop",
-        "seed",
-        "frequency_penalty",
-        "presence_penalty",
-        "repetition_penalty",
-        "logprobs",
-        "top_logprobs",
-        "logit_bias",
-        "structured_outputs",
-        "parallel_tool_calls",
-        "min_p",
-    }
-)
 CHARS_PER_TOKEN = 4  # rough prompt-size estimate for price limits, before the upstream counts
 OPENING_MESSAGES = 2  # system + first user message identify a conversation for cache affinity
 

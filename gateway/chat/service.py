@@ -172,10 +172,11 @@ class ChatService:
         completion, endpoint = served.completion, served.endpoint
         cost = cost_of(completion.usage, endpoint.price)
         payload = completion.body
-        stamp(payload, gen_id, request.route.model, endpoint.provider)
+        stamp(payload, gen_id, endpoint.model, endpoint.provider)  # the model that served
         payload["usage"] = usage_body(completion.usage, cost)
         native = first_finish_reason(payload.get("choices"))
         event.provider, event.endpoint_id = endpoint.provider, endpoint.id
+        event.model = endpoint.model
         event.usage, event.cost, event.attempts = completion.usage, cost, served.attempts
         event.native_finish_reason = None if native is None else str(native)
         event.finish_reason = normalize_finish_reason(native)
@@ -206,8 +207,9 @@ class ChatService:
         started: float,
         hold: Hold,
     ) -> AsyncIterator[bytes]:
-        endpoint, model, gen_id = opened.endpoint, request.route.model, event.id
-        event.provider, event.endpoint_id = endpoint.provider, endpoint.id
+        endpoint, gen_id = opened.endpoint, event.id
+        model = endpoint.model  # the model that served: a `models` fallback may differ
+        event.provider, event.endpoint_id, event.model = endpoint.provider, endpoint.id, model
         event.ttft_s = time.monotonic() - started
         usage: Usage | None = None
         native: Any = None
