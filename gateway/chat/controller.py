@@ -61,7 +61,9 @@ async def chat_completions(scope: Scope, receive: Receive, send: Send) -> None:
     explain = headers.get("x-route-explain", "") in ("1", "true")
     mode = caller.key.default_mode or "balanced"
     raw = await read_body(receive, headers, resources.settings.server.max_body_bytes)
-    chat_request = decode_chat_request(raw, mode, explain_header=explain)
+    chat_request = decode_chat_request(
+        raw, mode, explain_header=explain, session_header=headers.get("x-session-id")
+    )
     route = route_for_key(chat_request.route, caller.key)
     if route is not chat_request.route:
         chat_request = replace(chat_request, route=route)

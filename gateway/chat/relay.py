@@ -62,6 +62,12 @@ def first_finish_reason(choices: Any) -> Any:
     return None
 
 
+def upstream_id_of(payload: dict[str, Any]) -> str | None:
+    """The upstream's own id of its answer (before the gateway's replaces it)."""
+    value = payload.get("id")
+    return value[:200] if isinstance(value, str) and value else None
+
+
 def stamp(payload: dict[str, Any], generation_id: str, model: str, provider: str) -> None:
     payload["id"] = generation_id
     payload["model"] = model

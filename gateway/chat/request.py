@@ -37,6 +37,7 @@ REFUSED = {
     "preset": "presets are stored OpenRouter account settings; this gateway has none",
     "plugins": "plugins (web search, file parsing, response healing) are not available here",
 }
+MAX_ID_CHARS = 256  # `session_id` / `x-session-id` and `user`
 CHARS_PER_TOKEN = 4  # rough prompt-size estimate for price limits, before the upstream counts
 OPENING_MESSAGES = 2  # system + first user message identify a conversation for cache affinity
 
@@ -60,6 +61,7 @@ class _Known(msgspec.Struct):
     session_id: str | None = None
     prompt_cache_key: str | None = None
     debug: dict[str, Any] | None = None
+    user: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +69,8 @@ class ChatRequest:
     route: RouteRequest
     upstream_body: dict[str, Any]  # the client's body minus gateway-only fields
     requested_model: str  # as the client wrote it, suffix included
+    session_id: str | None = None  # `session_id` in the body, else the `x-session-id` header
+    external_user: str | None = None  # the client's `user`, hashed (also what upstreams get)
     # Known before any routing, so a stream that commits its headers early can carry it.
     generation_id: str = field(default_factory=new_generation_id)
 
@@ -75,7 +79,10 @@ _decoder = msgspec.json.Decoder()
 
 
 def decode_chat_request(
-    raw: bytes, default_mode: Mode = "balanced", explain_header: bool = False
+    raw: bytes,
+    default_mode: Mode = "balanced",
+    explain_header: bool = False,
+    session_header: str | None = None,
 ) -> ChatRequest:
     """Parse and validate; raises `BadRequest` naming the offending field."""
     try:
@@ -108,6 +115,10 @@ def decode_chat_request(
     mode: Mode = suffix_mode or default_mode
     fallback_models = tuple(split_mode(m)[0] for m in (known.models or []) if m != requested)
     upstream_body = {k: v for k, v in body.items() if k not in GATEWAY_FIELDS}
+    session = _bounded("session_id", known.session_id or session_header or None)
+    external_user = _hashed(_bounded("user", known.user))
+    if external_user is not None:
+        upstream_body["user"] = external_user  # upstreams never see the raw identifier
     debug = known.debug or {}
     route = RouteRequest(
         model=model,
@@ -119,11 +130,27 @@ def decode_chat_request(
         prompt_tokens=_estimate_prompt_tokens(raw),
         max_tokens=known.max_completion_tokens or known.max_tokens,
         stream=known.stream,
-        affinity_key=known.session_id or known.prompt_cache_key or _opening_key(body),
+        affinity_key=session or known.prompt_cache_key or _opening_key(body),
         explain=explain_header or bool(debug.get("route")),
         ignored=tuple(ignored.items()),
     )
-    return ChatRequest(route, upstream_body, requested)
+    return ChatRequest(route, upstream_body, requested, session, external_user)
+
+
+def _bounded(name: str, value: str | None) -> str | None:
+    if value is not None and len(value) > MAX_ID_CHARS:
+        raise BadRequest(
+            f"invalid request: `{name}` is longer than {MAX_ID_CHARS} characters",
+            metadata={"field": name},
+        )
+    return value
+
+
+def _hashed(user: str | None) -> str | None:
+    """What the ledger and upstreams keep of the client's `user`: its sha256, hex."""
+    if not user:
+        return None
+    return hashlib.sha256(user.encode()).hexdigest()
 
 
 def _refuse_unsupported(body: dict[str, Any], transforms: Any) -> None:

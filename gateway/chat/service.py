@@ -22,6 +22,7 @@ from gateway.chat.relay import (
     normalize_finish_reason,
     sse,
     stamp,
+    upstream_id_of,
     usage_body,
 )
 from gateway.chat.request import ChatRequest
@@ -121,6 +122,8 @@ class ChatService:
             app_referer=caller.app_referer,
             app_title=caller.app_title,
             explanation=plan.explanation if plan.explanation else None,
+            session_id=request.session_id,
+            external_user=request.external_user,
         )
 
     @staticmethod
@@ -172,6 +175,7 @@ class ChatService:
         completion, endpoint = served.completion, served.endpoint
         cost = cost_of(completion.usage, endpoint.price)
         payload = completion.body
+        event.upstream_id = upstream_id_of(payload)
         stamp(payload, gen_id, endpoint.model, endpoint.provider)  # the model that served
         payload["usage"] = usage_body(completion.usage, cost)
         native = first_finish_reason(payload.get("choices"))
@@ -210,6 +214,7 @@ class ChatService:
         endpoint, gen_id = opened.endpoint, event.id
         model = endpoint.model  # the model that served: a `models` fallback may differ
         event.provider, event.endpoint_id, event.model = endpoint.provider, endpoint.id, model
+        event.upstream_id = upstream_id_of(opened.first.data)
         event.ttft_s = time.monotonic() - started
         usage: Usage | None = None
         native: Any = None
