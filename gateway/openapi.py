@@ -44,7 +44,7 @@ SCHEMAS: dict[str, Any] = {
                 "type": "object",
                 "required": ["code", "message"],
                 "properties": {
-                    "code": {"oneOf": [{"type": "integer"}, {"type": "string"}]},
+                    "code": {"type": "integer", "description": "the HTTP status"},
                     "message": {"type": "string"},
                     "type": {"type": "string"},
                     "metadata": {"type": "object", "additionalProperties": True},

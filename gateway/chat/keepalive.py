@@ -11,7 +11,6 @@ Not the relay itself (`gateway.chat.service`) nor the ASGI I/O (`gateway.chat.as
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator, Awaitable, Mapping
 from typing import Any
 
@@ -19,7 +18,7 @@ import msgspec
 from litestar.types import Receive, Send
 
 from gateway.chat.asgi import send_stream
-from gateway.chat.relay import SSE_DONE, sse
+from gateway.chat.relay import SSE_DONE, error_chunk
 from gateway.chat.service import StreamAnswer
 from gateway.errors import error_response
 
@@ -78,27 +77,12 @@ async def _after_commit(
 
 
 def error_event(exc: Exception, generation_id: str, model: str) -> bytes:
-    """The SSE chunk that ends a committed stream with the error the status would have said."""
+    """The chunk that ends a committed stream with the error its status would have carried."""
     error: dict[str, Any] = msgspec.json.decode(error_response(exc).content)["error"]
-    metadata = error.setdefault("metadata", {})
-    metadata.setdefault("error_type", error.get("type"))
-    return sse(
-        {
-            "id": generation_id,
-            "object": "chat.completion.chunk",
-            "created": int(time.time()),
-            "model": model,
-            "provider": None,
-            "choices": [
-                {
-                    "index": 0,
-                    "delta": {"content": ""},
-                    "finish_reason": "error",
-                    "native_finish_reason": "error",
-                }
-            ],
-            "error": error,
-        }
+    metadata = dict(error["metadata"])
+    reason = metadata.pop("reason")
+    return error_chunk(
+        generation_id, model, None, error["code"], error["message"], reason, metadata
     )
 
 

@@ -276,6 +276,7 @@ class ChatService:
             await self._end(event, hold)
             finished = True
             yield error_chunk(gen_id, model, endpoint.provider, 502, exc.message)
+            yield SSE_DONE
         finally:
             if not finished:
                 # The client went away: stop the upstream and record a cancelled generation.
