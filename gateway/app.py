@@ -8,18 +8,20 @@ from contextlib import asynccontextmanager
 from litestar import Litestar
 from litestar.datastructures import State
 from litestar.di import Provide
+from litestar.types import ControllerRouterHandler
 
-from gateway.catalog.controller import list_endpoints, list_models
+from gateway.catalog.controller import list_endpoints, list_models, list_providers
 from gateway.chat.controller import chat_completions
 from gateway.edge import EdgeGuard
 from gateway.errors import handle_exception
 from gateway.generations.controller import get_generation
 from gateway.health import health, ready
 from gateway.keys.admin import KeysAdminController
-from gateway.keys.controller import get_current_key
+from gateway.keys.controller import get_credits, get_current_key
 from gateway.keys.guard import provide_api_key
 from gateway.ledger.controller import ledger_status, metrics
 from gateway.logs import configure_logging
+from gateway.openapi import openapi_route
 from gateway.resources import Resources, open_resources
 from gateway.settings import Settings
 
@@ -38,24 +40,27 @@ def create_app(settings: Settings | None = None) -> Litestar:
             app.state.resources = resources
             yield
 
+    handlers: list[ControllerRouterHandler] = [
+        list_models,
+        list_endpoints,
+        health,
+        ready,
+        get_generation,
+        ledger_status,
+        metrics,
+        get_current_key,
+        KeysAdminController,
+        list_providers,
+        get_credits,
+    ]
+    dependencies = {
+        "resources": Provide(_resources, sync_to_thread=False),
+        "api_key": Provide(provide_api_key, sync_to_thread=False),
+    }
     app = Litestar(
-        route_handlers=[
-            chat_completions,
-            list_models,
-            list_endpoints,
-            health,
-            ready,
-            get_generation,
-            ledger_status,
-            metrics,
-            get_current_key,
-            KeysAdminController,
-        ],
+        route_handlers=[chat_completions, *handlers, openapi_route(handlers, dependencies)],
         lifespan=[lifespan],
-        dependencies={
-            "resources": Provide(_resources, sync_to_thread=False),
-            "api_key": Provide(provide_api_key, sync_to_thread=False),
-        },
+        dependencies=dependencies,
         exception_handlers={Exception: handle_exception},
         request_max_body_size=settings.server.max_body_bytes,
         openapi_config=None,

@@ -44,10 +44,22 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     server = settings.server
     configure_logging(server.log_level)
+    if args.simulate and server.workers != 1:
+        sys.stderr.write("gateway serve: --simulate runs one worker (drop --workers)\n")
+        return 2
     if args.migrate:
         from gateway.ledger.migrate import upgrade_to_head
 
         upgrade_to_head(settings.database.database_url)
+    if args.simulate:
+        import uvloop
+
+        from gateway.simulated import serve_simulated
+
+        settings.ledger.writer = "worker"  # one process: the fleet, the gateway, its writer
+        uvloop.run(serve_simulated(settings))
+        return 0
+    _print_endpoints(settings)
     separate = args.ledger_writer_process
     if separate and not settings.redis.redis_url:
         sys.stderr.write("gateway serve: --ledger-writer-process needs REDIS_URL\n")
@@ -65,6 +77,16 @@ def _serve(args: argparse.Namespace) -> int:
     with writer_process(settings.ledger.drain_timeout_s + WRITER_STOP_GRACE_S):
         _run_uvicorn(settings)
     return 0
+
+
+def _print_endpoints(settings: Settings) -> None:
+    import asyncio
+
+    from gateway.startup import endpoint_table
+
+    table = asyncio.run(endpoint_table(load_catalog(settings.catalog.catalog)))
+    sys.stdout.write(table + "\n")
+    sys.stdout.flush()
 
 
 def _run_uvicorn(settings: Settings) -> None:
@@ -137,6 +159,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="write the ledger from one process of its own next to the workers (the default "
         "with Redis, GATEWAY_LEDGER_WRITER=process), or --no-...: from every worker",
+    )
+    serve.add_argument(
+        "--simulate",
+        action="store_true",
+        help="also run the simulated providers (in this process, on a free loopback port) and "
+        "route the catalog's endpoints to them: answers without API keys or llama-server",
     )
     serve.set_defaults(func=_serve)
 

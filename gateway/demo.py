@@ -11,12 +11,10 @@ import statistics
 import sys
 import tempfile
 import time
-import tomllib
 from collections import Counter
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import httpx
 import msgspec
@@ -30,9 +28,9 @@ from gateway.settings import (
     ServerSettings,
     Settings,
 )
-from providers.catalog import DEFAULT_CATALOG
+from gateway.simulated import simulated_catalog
 from providers.simulator.profile import default_fleet
-from providers.simulator.server import Fleet, start_fleet
+from providers.simulator.server import start_fleet
 
 MODEL = "openai/gpt-oss-20b"
 MODES = ("balanced", "nitro", "floor", "exacto")
@@ -47,37 +45,6 @@ class ModeResult:
     tokens_per_s: list[float] = field(default_factory=list)
     cost: Decimal = Decimal(0)
     errors: int = 0
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, str):
-        return msgspec.json.encode(value).decode()
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
-    raise TypeError(f"cannot write {type(value).__name__} to TOML")
-
-
-def simulated_catalog(fleet: Fleet, path: Path) -> Path:
-    """The shipped catalog with every endpoint pointed at its simulated provider, keyless."""
-    raw = tomllib.loads(DEFAULT_CATALOG.read_text(encoding="utf-8"))
-    lines: list[str] = []
-    for model_id, fields in raw["models"].items():
-        lines.append(f"[models.{_toml_value(model_id)}]")
-        lines += [f"{k} = {_toml_value(v)}" for k, v in fields.items()]
-    for endpoint in raw["endpoints"]:
-        if endpoint["provider"] not in fleet.providers:
-            continue
-        endpoint = {**endpoint, "base_url": fleet.url_for(endpoint["provider"]), "kind": "openai"}
-        endpoint.pop("api_key_env", None)
-        lines += ["", "[[endpoints]]"] + [f"{k} = {_toml_value(v)}" for k, v in endpoint.items()]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
 
 
 async def _one(client: httpx.AsyncClient, url: str, mode: str, result: ModeResult) -> None:

@@ -30,6 +30,9 @@ class ServerSettings(BaseSettings):
     header_timeout_s: float = Field(default=10.0, gt=0)  # a request's headers must arrive in it
     body_timeout_s: float = Field(default=60.0, gt=0)  # ...and its body, once headers are in
     max_concurrent_requests: int = Field(default=2048, ge=1)  # per worker; 503 above it
+    # A stream still waiting for its first token commits its 200 after this long and then
+    # sends an SSE comment this often, so idle proxies and clients don't time out.
+    stream_keepalive_s: float = Field(default=2.0, gt=0)
 
     @property
     def loopback_only(self) -> bool:

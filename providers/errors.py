@@ -13,6 +13,7 @@ serve instead, whether it counts against the endpoint's uptime, and the client-f
     │   ├── UpstreamServerError        5xx                                retry, fallback, uptime
     │   ├── UpstreamRejected           401/402/403/404: its key or model  fallback, uptime
     │   └── UpstreamBadRequest         400/413/422: the client's fault    final, passed on
+    │       └── UpstreamContextExceeded   the prompt is too long for it  a longer context only
     ├── UpstreamProtocolError          invalid JSON, malformed stream     retry, fallback, uptime
     ├── UpstreamUnavailable            loading, all slots busy, breaker   fallback, not uptime
     └── MidStreamError                 failed after the first byte        final, uptime
@@ -101,6 +102,28 @@ class UpstreamBadRequest(UpstreamStatusError):
         return self.status or self.client_status
 
 
+class UpstreamContextExceeded(UpstreamBadRequest):
+    """The prompt (plus the answer) doesn't fit this endpoint's context: only an endpoint with a
+    longer context may serve it (e.g. the next model of `models`)."""
+
+    outcome = "context_length"
+
+
+# How upstreams say "too long" (OpenAI/Groq code, llama.cpp's type, common message wording).
+CONTEXT_CODES = frozenset({"context_length_exceeded", "exceed_context_size_error"})
+CONTEXT_WORDS = ("context length", "context_length", "context size", "context window")
+
+
+def _context_exceeded(message: str, body: Any) -> bool:
+    err = body.get("error") if isinstance(body, dict) else None
+    if isinstance(err, dict) and (
+        err.get("code") in CONTEXT_CODES or err.get("type") in CONTEXT_CODES
+    ):
+        return True
+    text = message.lower()
+    return any(words in text for words in CONTEXT_WORDS)
+
+
 class UpstreamProtocolError(UpstreamError):
     retryable = True
     outcome = "protocol"
@@ -131,7 +154,7 @@ def error_for_status(
     elif status >= 500:
         cls = UpstreamServerError
     elif status in (400, 413, 422):
-        cls = UpstreamBadRequest
+        cls = UpstreamContextExceeded if _context_exceeded(message, body) else UpstreamBadRequest
     else:
         cls = UpstreamRejected
     return cls(message, status=status, retry_after=retry_after, body=body)

@@ -15,47 +15,30 @@ from providers.errors import UpstreamError, UpstreamUnavailable
 from providers.http1 import Response
 from providers.openai_compatible import OpenAICompatibleProvider
 from providers.provider import Chunk, Completion, UpstreamCall
+from providers.reasoning import (
+    EFFORT_ALIASES,
+    EFFORTS,
+    ReasoningRequest,
+    estimate_reasoning_tokens,
+    normalize_effort,
+    reasoning_of,
+    with_reasoning_tokens,
+)
 from providers.usage import MAX_REPORTED_TOKENS, Usage, normalize_usage
 
-EFFORTS = frozenset({"low", "medium", "high"})
-# gpt-oss always reasons: the least it can be asked for is low.
-EFFORT_ALIASES = {"none": "low", "minimal": "low", "xhigh": "high"}
+__all__ = [
+    "EFFORTS",
+    "EFFORT_ALIASES",
+    "LlamaCppProvider",
+    "ReasoningRequest",
+    "estimate_reasoning_tokens",
+    "normalize_effort",
+    "reasoning_of",
+    "with_reasoning_tokens",
+]
+
 # OpenRouter's reasoning fields: translated into chat_template_kwargs, never sent as such.
 REASONING_FIELDS = frozenset({"reasoning", "include_reasoning", "reasoning_effort"})
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class ReasoningRequest:
-    """What the client asked of reasoning: the effort for gpt-oss and whether to show it."""
-
-    effort: str | None = None  # None: the server's default (medium for gpt-oss)
-    exclude: bool = False
-
-
-def normalize_effort(value: Any) -> str | None:
-    """An OpenRouter/OpenAI effort as gpt-oss understands it; None for what it doesn't."""
-    if not isinstance(value, str):
-        return None
-    effort = value.strip().lower()
-    effort = EFFORT_ALIASES.get(effort, effort)
-    return effort if effort in EFFORTS else None
-
-
-def reasoning_of(body: dict[str, Any]) -> ReasoningRequest:
-    """Read `reasoning: {effort, enabled, exclude}`, `reasoning_effort` and `include_reasoning`."""
-    effort: str | None = None
-    exclude = False
-    reasoning = body.get("reasoning")
-    if isinstance(reasoning, dict):
-        effort = normalize_effort(reasoning.get("effort"))
-        if effort is None and reasoning.get("enabled") is False:
-            effort = "low"
-        exclude = reasoning.get("exclude") is True
-    if effort is None:
-        effort = normalize_effort(body.get("reasoning_effort"))
-    if body.get("include_reasoning") is False:
-        exclude = True
-    return ReasoningRequest(effort, exclude)
 
 
 def translate_body(body: dict[str, Any]) -> dict[str, Any]:
@@ -146,24 +129,6 @@ def generation_seconds(timings: Any, completion_tokens: int) -> float | None:
     if per_second is not None and completion_tokens > 0:
         return completion_tokens / per_second
     return predicted_seconds(timings)
-
-
-def estimate_reasoning_tokens(
-    completion_tokens: int, reasoning_chars: int, other_chars: int
-) -> int:
-    """llama.cpp doesn't count reasoning tokens: split completion tokens by text length."""
-    total = reasoning_chars + other_chars
-    if completion_tokens <= 0 or reasoning_chars <= 0 or total <= 0:
-        return 0
-    return max(1, round(completion_tokens * reasoning_chars / total))
-
-
-def with_reasoning_tokens(usage: Usage, counted: int) -> Usage:
-    """Usage carrying `counted` reasoning tokens unless the server reported its own."""
-    if usage.reasoning_tokens or counted <= 0:
-        return usage
-    counted = min(counted, usage.completion_tokens) if usage.completion_tokens else counted
-    return dataclasses.replace(usage, reasoning_tokens=counted)
 
 
 def classify(exc: UpstreamError) -> UpstreamError:

@@ -36,6 +36,12 @@ from providers.http1 import (
     Timeout,
 )
 from providers.provider import Chunk, Completion, Timeouts, UpstreamCall
+from providers.reasoning import (
+    estimate_reasoning_tokens,
+    map_reasoning,
+    translate_reasoning,
+    with_reasoning_tokens,
+)
 from providers.redaction import redact
 from providers.sse import SseData, SseError
 from providers.usage import normalize_usage
@@ -166,7 +172,21 @@ class OpenAICompatibleProvider:
 
     def translate(self, call: UpstreamCall) -> dict[str, Any]:
         """The body sent upstream; adapters for dialects override this."""
-        return call.body
+        return translate_reasoning(call.body)
+
+    def map_reasoning(self, call: UpstreamCall, payload: dict[str, Any], key: str) -> int:
+        """The host's reasoning output as OpenRouter's `reasoning` in each choice's `key`
+        (`message` or `delta`); returns how many characters of reasoning there were."""
+        choices = payload.get("choices")
+        if not isinstance(choices, list):
+            return 0
+        exclude = _excluded(call.body)
+        found = 0
+        for choice in choices:
+            part = choice.get(key) if isinstance(choice, dict) else None
+            if isinstance(part, dict):
+                found += len(map_reasoning(part, exclude))
+        return found
 
     async def _raise_for_status(self, call: UpstreamCall, resp: Response) -> None:
         if resp.status < 400:
@@ -215,7 +235,14 @@ class OpenAICompatibleProvider:
         self, call: UpstreamCall, payload: dict[str, Any], ttft: float, latency: float
     ) -> Completion:
         """Normalize a non-streamed answer; dialect adapters add what their upstream reports."""
-        return Completion(payload, normalize_usage(payload.get("usage")), ttft, latency)
+        usage = normalize_usage(payload.get("usage"))
+        reasoning = self.map_reasoning(call, payload, "message")
+        if reasoning and not usage.reasoning_tokens:
+            usage = with_reasoning_tokens(
+                usage,
+                estimate_reasoning_tokens(usage.completion_tokens, reasoning, _content(payload)),
+            )
+        return Completion(payload, usage, ttft, latency)
 
     async def stream(self, call: UpstreamCall) -> AsyncIterator[Chunk]:
         provider = call.endpoint.provider
@@ -272,4 +299,22 @@ class OpenAICompatibleProvider:
                 body=chunk,
             )
         usage = chunk.get("usage")
+        if self.kind == "openai":  # dialect adapters map their own reasoning output
+            self.map_reasoning(call, chunk, "delta")
         return Chunk(chunk, normalize_usage(usage) if usage else None)
+
+
+def _excluded(body: dict[str, Any]) -> bool:
+    reasoning = body.get("reasoning")
+    return (isinstance(reasoning, dict) and reasoning.get("exclude") is True) or body.get(
+        "include_reasoning"
+    ) is False
+
+
+def _content(payload: dict[str, Any]) -> int:
+    size = 0
+    for choice in payload.get("choices") or ():
+        message = choice.get("message") if isinstance(choice, dict) else None
+        content = message.get("content") if isinstance(message, dict) else None
+        size += len(content) if isinstance(content, str) else 0
+    return size

@@ -1,7 +1,7 @@
 """Why routing could not produce a plan: unknown model, nothing left after filters, bad prefs.
 
 RoutingError                 503
-├── UnknownModel             404
+├── UnknownModel             400  (as OpenRouter answers an unknown model)
 ├── NoEndpoint               503  every endpoint disabled or unavailable
 │   └── NoMatchingEndpoint   404  the request's own preferences removed every endpoint
 └── ConflictingPreferences   400
@@ -14,7 +14,7 @@ from typing import Any
 
 class RoutingError(Exception):
     status = 503
-    code = "no_endpoint_available"
+    code = "no_endpoint_available"  # the envelope's `metadata.reason`
 
     def __init__(self, message: str, *, metadata: dict[str, Any] | None = None) -> None:
         super().__init__(message)
@@ -23,7 +23,7 @@ class RoutingError(Exception):
 
 
 class UnknownModel(RoutingError):
-    status = 404
+    status = 400
     code = "model_not_found"
 
 

@@ -15,7 +15,13 @@ from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
 from providers.catalog import Endpoint, Secret
-from providers.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from providers.errors import (
+    UpstreamContextExceeded,
+    UpstreamError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
+from providers.parameters import upstream_body
 from providers.provider import Chunk, Completion, Provider, Timeouts, UpstreamCall
 from providers.usage import Usage
 from routing.affinity import AffinityMemory
@@ -183,13 +189,24 @@ class Executor:
         # a client that pinned one endpoint: exacto, or allow_fallbacks=false. A plan that has
         # one endpoint only because nothing else is enabled fails fast instead.
         alone = len(plan.endpoints) == 1 and not plan.allow_fallbacks
+        # After a context-length 400, a model's endpoints with no longer context are skipped;
+        # the next model of `models` is tried.
+        too_short: dict[str, int] = {}
         for endpoint in plan.endpoints:
             if run.budget <= 0:
                 break
+            if endpoint.context_length <= too_short.get(endpoint.model, 0):
+                continue
             try:
                 if not await self._admit(endpoint, alone, run):
                     continue
                 result = await self._try_endpoint(endpoint, body, alone, run, once)
+            except UpstreamContextExceeded as exc:
+                last = exc
+                too_short[endpoint.model] = max(
+                    too_short.get(endpoint.model, 0), endpoint.context_length
+                )
+                continue
             except UpstreamError as exc:
                 last = exc
                 if not exc.fallback:
@@ -295,7 +312,7 @@ class Executor:
         timeouts = Timeouts(t.connect, min(t.first_token, remaining), min(t.total, remaining))
         call = UpstreamCall(
             endpoint,
-            {**body, "model": endpoint.upstream_model},
+            upstream_body(endpoint, body, run.plan.request.parameters),
             self._secret_for(endpoint),
             timeouts,
         )

@@ -13,7 +13,12 @@ from routing.errors import ConflictingPreferences
 from routing.facts import EndpointFacts
 from routing.preferences import Mode, ProviderPreferences, RouteRequest, Sort, SortBy
 
-SORT_MODES: dict[SortBy, Mode] = {"price": "floor", "throughput": "nitro", "latency": "nitro"}
+SORT_MODES: dict[SortBy, Mode] = {
+    "price": "floor",
+    "throughput": "nitro",
+    "latency": "nitro",
+    "exacto": "exacto",
+}
 
 
 def lowered(names: Iterable[str] | None) -> tuple[str, ...]:
@@ -50,7 +55,12 @@ def check_conflicts(request: RouteRequest) -> None:
             f"exacto routes to exactly one provider, but provider.only names {len(only)}",
             metadata={"only": sorted(only)},
         )
-    if sort is not None and request.mode_from_suffix and not _sort_fits(request.mode, sort.by):
+    if (
+        sort is not None
+        and sort.by is not None
+        and request.mode_from_suffix
+        and not _sort_fits(request.mode, sort.by)
+    ):
         raise ConflictingPreferences(
             f"the :{request.mode} model suffix contradicts provider.sort={sort.by!r}",
             metadata={"mode": request.mode, "sort": sort.by},
@@ -70,14 +80,16 @@ def _sort_fits(mode: Mode, by: SortBy) -> bool:
     if mode == "floor":
         return by == "price"
     if mode == "nitro":
-        return by != "price"
+        return by in ("throughput", "latency")
+    if mode == "exacto":
+        return by == "exacto"
     return False  # balanced load-balances, exacto never reorders
 
 
 def resolve_mode(request: RouteRequest) -> tuple[Mode, Sort | None]:
     """The mode that runs: a model suffix wins, then `provider.sort`, then the default."""
     sort = sort_of(request.preferences)
-    if sort is None or request.mode_from_suffix:
+    if sort is None or sort.by is None or request.mode_from_suffix:
         return request.mode, sort
     return SORT_MODES[sort.by], sort
 

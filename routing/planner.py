@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from providers.catalog import Catalog, Endpoint, ModelInfo
+from providers.parameters import dropped_parameters
 from routing.affinity import AffinityMemory, Warm
 from routing.breaker import BreakerState
 from routing.errors import NoEndpoint, NoMatchingEndpoint, UnknownModel
@@ -155,7 +156,7 @@ class Planner:
             sort.by if sort else None,
             self.policy,
             self._rng,
-            load_balance=not order and sort is None,
+            load_balance=not order and (sort is None or sort.by is None),
             warm_id=warm_id,
         )
         if order and unavailable:
@@ -222,6 +223,11 @@ class Planner:
                     "candidates": [{"endpoint": chosen.id, "provider": chosen.endpoint.provider}],
                 }
             )
+            if request.ignored:
+                plan.explanation["ignored"] = dict(request.ignored)
+            dropped = _dropped(request, [chosen.endpoint])
+            if dropped:
+                plan.explanation["dropped_parameters"] = dropped
         return plan
 
     @staticmethod
@@ -258,6 +264,16 @@ def _breaker_gate(
     if phase == "half_open":
         return PROBE, "half-open: due for a probe"
     return gate, reason
+
+
+def _dropped(request: RouteRequest, endpoints: list[Endpoint]) -> dict[str, list[str]]:
+    """Per endpoint, the request parameters it would not be sent (it doesn't support them)."""
+    out: dict[str, list[str]] = {}
+    for endpoint in endpoints:
+        dropped = dropped_parameters(endpoint, request.parameters)
+        if dropped:
+            out[endpoint.id] = sorted(dropped)
+    return out
 
 
 def _first_per_model(candidates: list[Candidate]) -> list[Candidate]:
@@ -304,6 +320,11 @@ def _explain(
     }
     if unknown:
         body["unknown_models"] = unknown
+    if request.ignored:
+        body["ignored"] = dict(request.ignored)
+    dropped = _dropped(request, [c.facts.endpoint for c in candidates])
+    if dropped:
+        body["dropped_parameters"] = dropped
     if any(c.gate in (OUTAGE, OPEN) for c in candidates):
         body["gated"] = {c.facts.id: GATE_NAMES[c.gate] for c in candidates if c.gate > HEALTHY}
     return body

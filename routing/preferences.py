@@ -12,7 +12,7 @@ import msgspec
 
 Mode = Literal["balanced", "nitro", "floor", "exacto"]
 MODES: tuple[Mode, ...] = ("balanced", "nitro", "floor", "exacto")
-SortBy = Literal["price", "throughput", "latency"]
+SortBy = Literal["price", "throughput", "latency", "exacto"]
 
 
 class Percentiles(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -23,7 +23,7 @@ class Percentiles(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class Sort(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    by: SortBy
+    by: SortBy | None = None  # None: only the partition is set (e.g. by OpenRouter's `route`)
     partition: Literal["model", "none"] = "model"
 
 
@@ -71,6 +71,7 @@ class RouteRequest:
     affinity_key: str | None = None  # conversation identity for cache stickiness
     explain: bool = False
     mode_from_suffix: bool = False  # the client named the mode (`:nitro`), not a default
+    ignored: tuple[tuple[str, str], ...] = ()  # request fields accepted without effect -> why
 
 
 def split_mode(model: str) -> tuple[str, Mode | None]:

@@ -1,4 +1,4 @@
-"""`GET /v1/models` and `GET /api/v1/models/{author}/{slug}/endpoints`."""
+"""`GET /v1/models`, `GET /api/v1/models/{author}/{slug}/endpoints`, `GET /api/v1/providers`."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from litestar import get
 from litestar.di import NamedDependency
 from litestar.params import FromPath
 
-from gateway.catalog.views import ARCHITECTURE, endpoint_entry, model_entry
+from gateway.catalog.views import ARCHITECTURE, endpoint_entry, model_entry, provider_entries
 from gateway.errors import NotFound
 from gateway.resources import Resources
 
@@ -42,3 +42,9 @@ def list_endpoints(
             ],
         }
     }
+
+
+@get(["/api/v1/providers", "/v1/providers"], sync_to_thread=False)
+def list_providers(resources: NamedDependency[Resources]) -> dict[str, Any]:
+    """The catalog's providers in OpenRouter's shape, with the gateway's endpoint counts."""
+    return {"data": provider_entries(resources.catalog)}

@@ -102,3 +102,24 @@ def endpoint_entry(
         "throughput_last_30m": stats.get("throughput_last_30m"),
         "stats": stats or None,
     }
+
+
+def provider_entries(catalog: Catalog) -> list[dict[str, Any]]:
+    """One entry per provider of the catalog: OpenRouter's `name`, `slug` and policy URLs (the
+    catalog has none: null), plus its models and how many of its endpoints are enabled."""
+    by_provider: dict[str, list[Endpoint]] = {}
+    for endpoint in catalog.endpoints:
+        by_provider.setdefault(endpoint.provider, []).append(endpoint)
+    return [
+        {
+            "name": name,
+            "slug": name,
+            "privacy_policy_url": None,
+            "terms_of_service_url": None,
+            "status_page_url": None,
+            "models": sorted({e.model for e in endpoints}),
+            "endpoints": len(endpoints),
+            "enabled_endpoints": sum(catalog.status[e.id].enabled for e in endpoints),
+        }
+        for name, endpoints in sorted(by_provider.items())
+    ]

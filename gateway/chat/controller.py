@@ -15,14 +15,8 @@ from litestar import Request, asgi
 from litestar.exceptions import MethodNotAllowedException
 from litestar.types import HTTPScope, Receive, Scope, Send
 
-from gateway.chat.asgi import (
-    headers_of,
-    is_json,
-    read_body,
-    send_bytes,
-    send_no_content,
-    send_stream,
-)
+from gateway.chat.asgi import headers_of, is_json, read_body, send_bytes, send_no_content
+from gateway.chat.keepalive import stream_with_keepalive
 from gateway.chat.request import decode_chat_request
 from gateway.chat.service import Caller
 from gateway.edge import auth_required_of
@@ -78,13 +72,22 @@ async def chat_completions(scope: Scope, receive: Receive, send: Send) -> None:
     explain = headers.get("x-route-explain", "") in ("1", "true")
     mode = caller.key.default_mode or "balanced"
     raw = await read_body(receive, headers, resources.settings.server.max_body_bytes)
-    chat_request = decode_chat_request(raw, mode, explain_header=explain)
+    chat_request = decode_chat_request(
+        raw, mode, explain_header=explain, session_header=headers.get("x-session-id")
+    )
     route = route_for_key(chat_request.route, caller.key)
     if route is not chat_request.route:
         chat_request = replace(chat_request, route=route)
     if route.stream:
-        streamed = await resources.chat.stream(chat_request, caller)
-        await send_stream(send, receive, streamed.chunks, streamed.headers)
+        await stream_with_keepalive(
+            send,
+            receive,
+            resources.chat.stream(chat_request, caller),
+            resources.settings.server.stream_keepalive_s,
+            {"X-Generation-Id": chat_request.generation_id},
+            chat_request.generation_id,
+            route.model,
+        )
         return
     answer = await resources.chat.complete(chat_request, caller)
     await send_bytes(send, 200, answer.body, answer.headers)

@@ -12,6 +12,7 @@ from typing import Any
 
 import msgspec
 
+from gateway.errors import error_object
 from providers.pricing import Cost
 from providers.usage import Usage
 
@@ -62,6 +63,12 @@ def first_finish_reason(choices: Any) -> Any:
     return None
 
 
+def upstream_id_of(payload: dict[str, Any]) -> str | None:
+    """The upstream's own id of its answer (before the gateway's replaces it)."""
+    value = payload.get("id")
+    return value[:200] if isinstance(value, str) and value else None
+
+
 def stamp(payload: dict[str, Any], generation_id: str, model: str, provider: str) -> None:
     payload["id"] = generation_id
     payload["model"] = model
@@ -76,9 +83,18 @@ SSE_DONE = b"data: [DONE]\n\n"
 
 
 def error_chunk(
-    generation_id: str, model: str, provider: str | None, status: int, message: str
+    generation_id: str,
+    model: str,
+    provider: str | None,
+    status: int,
+    message: str,
+    reason: str = "upstream_mid_stream",
+    metadata: dict[str, Any] | None = None,
 ) -> bytes:
-    """The chunk that ends a stream which failed after its first byte."""
+    """The chunk that ends a stream which failed after its first byte: the error envelope's
+    `error` with `metadata.error_type`, on a chunk whose choice finishes with `error`."""
+    error = error_object(status, message, reason, {**(metadata or {}), "provider_name": provider})
+    error["metadata"]["error_type"] = error["type"]
     return sse(
         {
             "id": generation_id,
@@ -94,6 +110,6 @@ def error_chunk(
                     "native_finish_reason": "error",
                 }
             ],
-            "error": {"code": status, "message": message},
+            "error": error,
         }
     )

@@ -6,47 +6,40 @@ Unknown fields stay in `ChatRequest.upstream_body` and reach the upstream untouc
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
 
+from gateway.chat.provider_object import decode_provider
+from gateway.chat.relay import new_generation_id
 from gateway.errors import BadRequest
-from gateway.limits import MAX_JSON_DEPTH, MAX_MODEL_CHARS, MAX_USER_CHARS
+from gateway.limits import MAX_JSON_DEPTH, MAX_MODEL_CHARS
 from gateway.text import clean_text
+from providers.parameters import ROUTED_PARAMETERS
 from routing.preferences import Mode, ProviderPreferences, RouteRequest, split_mode
 
 # OpenRouter fields the gateway consumes; they are not forwarded upstream.
 GATEWAY_FIELDS = frozenset(
-    {"provider", "models", "route", "debug", "session_id", "transforms", "usage", "user_key"}
-)
-# Request fields that, when present, an endpoint must list in `supported_parameters`
-# for `provider.require_parameters`.
-ROUTED_PARAMETERS = frozenset(
     {
-        "tools",
-        "tool_choice",
-        "response_format",
-        "reasoning",
-        "include_reasoning",
-        "max_tokens",
-        "max_completion_tokens",
-        "temperature",
-        "top_p",
-        "top_k",
-        "stop",
-        "seed",
-        "frequency_penalty",
-        "presence_penalty",
-        "repetition_penalty",
-        "logprobs",
-        "top_logprobs",
-        "logit_bias",
-        "structured_outputs",
-        "parallel_tool_calls",
-        "min_p",
+        "provider",
+        "models",
+        "route",
+        "debug",
+        "session_id",
+        "transforms",
+        "usage",
+        "user_key",
+        "preset",
+        "plugins",
     }
 )
+# OpenRouter features the gateway doesn't have: refused rather than silently dropped.
+REFUSED = {
+    "preset": "presets are stored OpenRouter account settings; this gateway has none",
+    "plugins": "plugins (web search, file parsing, response healing) are not available here",
+}
+MAX_ID_CHARS = 256  # `session_id` / `x-session-id` and `user`
 CHARS_PER_TOKEN = 4  # rough prompt-size estimate for price limits, before the upstream counts
 OPENING_MESSAGES = 2  # system + first user message identify a conversation for cache affinity
 MAX_FALLBACK_MODELS = 32  # entries in `models`
@@ -65,10 +58,13 @@ class _Known(msgspec.Struct):
     stream: bool = False
     max_tokens: int | None = None
     max_completion_tokens: int | None = None
-    provider: ProviderPreferences | None = None
+    provider: Any = None  # read leniently by `decode_provider`
+    route: Any = None
+    transforms: Any = None
     session_id: str | None = None
     prompt_cache_key: str | None = None
     debug: dict[str, Any] | None = None
+    user: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,13 +72,20 @@ class ChatRequest:
     route: RouteRequest
     upstream_body: dict[str, Any]  # the client's body minus gateway-only fields
     requested_model: str  # as the client wrote it, suffix included
+    session_id: str | None = None  # `session_id` in the body, else the `x-session-id` header
+    external_user: str | None = None  # the client's `user`, hashed (also what upstreams get)
+    # Known before any routing, so a stream that commits its headers early can carry it.
+    generation_id: str = field(default_factory=new_generation_id)
 
 
 _decoder = msgspec.json.Decoder()
 
 
 def decode_chat_request(
-    raw: bytes, default_mode: Mode = "balanced", explain_header: bool = False
+    raw: bytes,
+    default_mode: Mode = "balanced",
+    explain_header: bool = False,
+    session_header: str | None = None,
 ) -> ChatRequest:
     """Parse and validate; raises `BadRequest` naming the offending field."""
     try:
@@ -115,12 +118,14 @@ def decode_chat_request(
             f"invalid request: `models` has more than {MAX_FALLBACK_MODELS} entries",
             metadata={"field": "models"},
         )
+    _refuse_unsupported(body, known.transforms)
+    provider, ignored = decode_provider(known.provider, known.route)
     requested = known.model or (known.models[0] if known.models else None)
     if not requested:
         raise BadRequest("invalid request: `model` is required", metadata={"field": "model"})
     requested = clean_text(requested, MAX_MODEL_CHARS)
     model, suffix_mode = split_mode(requested)
-    prefs = known.provider or ProviderPreferences()
+    prefs = provider or ProviderPreferences()
     mode: Mode = suffix_mode or default_mode
     fallback_models = tuple(
         split_mode(clean_text(m, MAX_MODEL_CHARS))[0]
@@ -128,9 +133,10 @@ def decode_chat_request(
         if m != requested
     )
     upstream_body = {k: v for k, v in body.items() if k not in GATEWAY_FIELDS}
-    user = upstream_body.get("user")
-    if isinstance(user, str) and (len(user) > MAX_USER_CHARS or "\x00" in user):
-        upstream_body["user"] = clean_text(user, MAX_USER_CHARS)
+    session = _bounded("session_id", known.session_id or session_header or None)
+    external_user = _hashed(_bounded("user", known.user))
+    if external_user is not None:
+        upstream_body["user"] = external_user  # upstreams never see the raw identifier
     debug = known.debug or {}
     route = RouteRequest(
         model=model,
@@ -142,10 +148,45 @@ def decode_chat_request(
         prompt_tokens=_estimate_prompt_tokens(raw),
         max_tokens=known.max_completion_tokens or known.max_tokens,
         stream=known.stream,
-        affinity_key=_session_key(known.session_id or known.prompt_cache_key) or _opening_key(body),
+        affinity_key=_session_key(session or known.prompt_cache_key) or _opening_key(body),
         explain=explain_header or bool(debug.get("route")),
+        ignored=tuple(ignored.items()),
     )
-    return ChatRequest(route, upstream_body, requested)
+    return ChatRequest(route, upstream_body, requested, session, external_user)
+
+
+def _bounded(name: str, value: str | None) -> str | None:
+    if value is not None and len(value) > MAX_ID_CHARS:
+        raise BadRequest(
+            f"invalid request: `{name}` is longer than {MAX_ID_CHARS} characters",
+            metadata={"field": name},
+        )
+    return value
+
+
+def _hashed(user: str | None) -> str | None:
+    """What the ledger and upstreams keep of the client's `user`: its sha256, hex."""
+    if not user:
+        return None
+    return hashlib.sha256(user.encode()).hexdigest()
+
+
+def _refuse_unsupported(body: dict[str, Any], transforms: Any) -> None:
+    for name, why in REFUSED.items():
+        if body.get(name) not in (None, [], {}, ""):
+            raise BadRequest(f"`{name}` is not supported: {why}", metadata={"field": name})
+    if transforms is None or transforms == []:
+        return  # no transforms: OpenRouter's way of turning its default ones off
+    if not isinstance(transforms, list) or not all(isinstance(t, str) for t in transforms):
+        raise BadRequest(
+            "invalid request: `transforms` must be a list of strings",
+            metadata={"field": "transforms"},
+        )
+    raise BadRequest(
+        f"`transforms` {transforms!r} is not supported: the gateway never rewrites a "
+        "conversation; shorten it or pick a model with a longer context",
+        metadata={"field": "transforms"},
+    )
 
 
 TOO_DEEP = f"request body is nested deeper than {MAX_JSON_DEPTH} levels"

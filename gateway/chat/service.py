@@ -19,10 +19,10 @@ from gateway.chat.relay import (
     encode,
     error_chunk,
     first_finish_reason,
-    new_generation_id,
     normalize_finish_reason,
     sse,
     stamp,
+    upstream_id_of,
     usage_body,
 )
 from gateway.chat.request import ChatRequest
@@ -122,6 +122,8 @@ class ChatService:
             app_referer=caller.app_referer,
             app_title=caller.app_title,
             explanation=plan.explanation if plan.explanation else None,
+            session_id=request.session_id,
+            external_user=request.external_user,
         )
 
     @staticmethod
@@ -153,7 +155,7 @@ class ChatService:
         started = time.monotonic()
         plan = self._planner.plan(request.route)
         hold = await self._admit(caller, plan)
-        event = self._event(new_generation_id(), request, plan, caller, streamed)
+        event = self._event(request.generation_id, request, plan, caller, streamed)
         try:
             result = await call(plan, request.upstream_body)
         except GenerationFailed as failed:
@@ -173,10 +175,12 @@ class ChatService:
         completion, endpoint = served.completion, served.endpoint
         cost = cost_of(completion.usage, endpoint.price)
         payload = completion.body
-        stamp(payload, gen_id, request.route.model, endpoint.provider)
+        event.upstream_id = upstream_id_of(payload)
+        stamp(payload, gen_id, endpoint.model, endpoint.provider)  # the model that served
         payload["usage"] = usage_body(completion.usage, cost)
         native = first_finish_reason(payload.get("choices"))
         event.provider, event.endpoint_id = endpoint.provider, endpoint.id
+        event.model = endpoint.model
         event.usage, event.cost, event.attempts = completion.usage, cost, served.attempts
         event.native_finish_reason = None if native is None else str(native)
         event.finish_reason = normalize_finish_reason(native)
@@ -207,8 +211,10 @@ class ChatService:
         started: float,
         hold: Hold,
     ) -> AsyncIterator[bytes]:
-        endpoint, model, gen_id = opened.endpoint, request.route.model, event.id
-        event.provider, event.endpoint_id = endpoint.provider, endpoint.id
+        endpoint, gen_id = opened.endpoint, event.id
+        model = endpoint.model  # the model that served: a `models` fallback may differ
+        event.provider, event.endpoint_id, event.model = endpoint.provider, endpoint.id, model
+        event.upstream_id = upstream_id_of(opened.first.data)
         event.ttft_s = time.monotonic() - started
         usage: Usage | None = None
         native: Any = None
@@ -270,6 +276,7 @@ class ChatService:
             await self._end(event, hold)
             finished = True
             yield error_chunk(gen_id, model, endpoint.provider, 502, exc.message)
+            yield SSE_DONE
         finally:
             if not finished:
                 # The client went away: stop the upstream and record a cancelled generation.

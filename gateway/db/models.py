@@ -78,6 +78,9 @@ class GenerationRow(Base):
     throughput: Mapped[float | None] = mapped_column(Float)  # completion tokens per second
     attempt_count: Mapped[int] = mapped_column(SmallInteger)
     explanation: Mapped[dict[str, Any] | None] = mapped_column(JSON_DOCUMENT)
+    session_id: Mapped[str | None] = mapped_column(Text)  # `session_id` / `x-session-id`
+    external_user: Mapped[str | None] = mapped_column(Text)  # the client's `user`, hashed
+    upstream_id: Mapped[str | None] = mapped_column(Text)  # the serving upstream's response id
 
 
 class AttemptRow(Base):

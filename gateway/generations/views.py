@@ -12,11 +12,20 @@ def _ms(value: float | None) -> float | None:
     return None if value is None else round(value, 3)
 
 
-def provider_response(attempt: dict[str, Any]) -> dict[str, Any]:
+def provider_response(attempt: dict[str, Any], upstream_id: str | None = None) -> dict[str, Any]:
+    """One attempt under OpenRouter's `provider_responses` names (`id`, `endpoint_id`,
+    `model_permaslug`, `provider_name`, `status`, `latency`, `is_byok`), plus the gateway's own
+    (`provider`, `endpoint`, `outcome`, `error_class`, `ttft`, `started_at`)."""
     ok = attempt["outcome"] == "ok"
+    endpoint_id: str = attempt["endpoint_id"]
     return {
+        "id": upstream_id if ok else None,
+        "endpoint_id": endpoint_id,
+        "model_permaslug": endpoint_id.rpartition("@")[0] or None,
+        "provider_name": attempt["provider"],
+        "is_byok": False,
         "provider": attempt["provider"],
-        "endpoint": attempt["endpoint_id"],
+        "endpoint": endpoint_id,
         "status": 200 if ok and attempt["http_status"] is None else attempt["http_status"],
         "outcome": attempt["outcome"],
         "error_class": attempt["error_class"],
@@ -33,7 +42,9 @@ def generation_body(record: GenerationRecord) -> dict[str, Any]:
     return {
         "data": {
             "id": g["id"],
-            "upstream_id": None,
+            "upstream_id": g.get("upstream_id"),
+            "session_id": g.get("session_id"),
+            "external_user": g.get("external_user"),
             "total_cost": total,
             "cache_discount": json_number(g["cache_discount"]),
             "upstream_inference_cost": None if upstream is None else json_number(upstream),
@@ -74,6 +85,8 @@ def generation_body(record: GenerationRecord) -> dict[str, Any]:
             "router": None,
             "attempts": g["attempt_count"],
             "routing": g["explanation"],
-            "provider_responses": [provider_response(a) for a in record.attempts],
+            "provider_responses": [
+                provider_response(a, g.get("upstream_id")) for a in record.attempts
+            ],
         }
     }

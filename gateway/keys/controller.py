@@ -1,4 +1,5 @@
-"""`GET /api/v1/key`: the caller's own key, its limit, usage and rate limit (OpenRouter's shape).
+"""`GET /api/v1/key` and `GET /api/v1/credits`: the caller's own key, its limit, usage and rate
+limit (OpenRouter's shapes).
 
 A key sees only itself; other keys are the admin API's (`gateway.keys.admin`).
 """
@@ -10,10 +11,11 @@ from litestar.di import NamedDependency
 
 from gateway.chat.relay import encode
 from gateway.keys.record import ApiKey
-from gateway.keys.views import current_key
+from gateway.keys.views import credits, current_key
 from gateway.resources import Resources
 
 KEY_PATHS = ["/api/v1/key", "/v1/key"]
+CREDITS_PATHS = ["/api/v1/credits", "/v1/credits"]
 
 
 @get(KEY_PATHS)
@@ -22,3 +24,12 @@ async def get_current_key(
 ) -> Response[bytes]:
     usage = await resources.keys.limiter.usage(api_key)
     return Response(encode(current_key(api_key, usage)), media_type="application/json")
+
+
+@get(CREDITS_PATHS)
+async def get_credits(
+    api_key: NamedDependency[ApiKey], resources: NamedDependency[Resources]
+) -> Response[bytes]:
+    """OpenRouter's credits for the caller's key: its limit as `total_credits`, its usage."""
+    usage = await resources.keys.limiter.usage(api_key)
+    return Response(encode(credits(api_key, usage)), media_type="application/json")

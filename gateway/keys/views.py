@@ -71,6 +71,20 @@ def current_key(key: ApiKey, usage: KeyUsage) -> dict[str, Any]:
     }
 
 
+def credits(key: ApiKey, usage: KeyUsage) -> dict[str, Any]:
+    """`GET /api/v1/credits` for a key: `total_credits` is its spend limit (null: none),
+    `total_usage` what it has spent in all; the limit's own window is in `limit_*`."""
+    limit = _limit(key, usage)
+    return {
+        "data": {
+            "total_credits": limit["limit"],
+            "total_usage": limit["usage"],
+            "limit_remaining": limit["limit_remaining"],
+            "limit_reset": limit["limit_reset"],
+        }
+    }
+
+
 def admin_key(key: ApiKey, usage: KeyUsage) -> dict[str, Any]:
     """One key as the admin API lists it."""
     return {

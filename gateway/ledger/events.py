@@ -43,6 +43,9 @@ class GenerationEvent:
     generation_s: float | None = None
     attempts: list[Attempt] = field(default_factory=list)
     explanation: dict[str, Any] | None = None
+    session_id: str | None = None
+    external_user: str | None = None  # sha256 of the client's `user`
+    upstream_id: str | None = None  # the serving upstream's own response id
 
     @property
     def throughput(self) -> float | None:

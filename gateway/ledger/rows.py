@@ -123,6 +123,9 @@ def generation_row(event: GenerationEvent) -> dict[str, Any]:
         "throughput": event.throughput,
         "attempt_count": len(event.attempts),
         "explanation": _builtins(event.explanation),
+        "session_id": _clip(event.session_id),
+        "external_user": event.external_user,
+        "upstream_id": _clip(event.upstream_id),
     }
 
 

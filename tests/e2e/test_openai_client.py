@@ -99,10 +99,11 @@ async def test_unknown_fields_reach_the_upstream_untouched(tmp_path: Path) -> No
 
 
 async def test_error_shapes(client: AsyncOpenAI, gateway: RunningGateway) -> None:
-    with pytest.raises(openai.NotFoundError) as not_found:
+    with pytest.raises(openai.BadRequestError) as unknown:  # 400, as OpenRouter answers
         await client.chat.completions.create(model="nobody/nothing", messages=MESSAGES)
-    assert not_found.value.status_code == 404
-    assert "nobody/nothing" in not_found.value.message
+    assert unknown.value.status_code == 400
+    assert "nobody/nothing" in unknown.value.message
+    assert str(unknown.value.code) == "400"
 
     with pytest.raises(openai.BadRequestError) as bad:
         await client.chat.completions.create(model=MODEL, messages="not a list")  # type: ignore[arg-type]
@@ -118,7 +119,8 @@ async def test_error_shapes(client: AsyncOpenAI, gateway: RunningGateway) -> Non
         huge = b'{"model": "x", "messages": [], "pad": "' + b"a" * (5 * 1024 * 1024) + b'"}'
         resp = await http.post(f"{gateway.v1}/chat/completions", content=huge)
         assert resp.status_code == 413
-        assert resp.json()["error"]["code"] == "payload_too_large"
+        assert resp.json()["error"]["code"] == 413
+        assert resp.json()["error"]["metadata"]["reason"] == "payload_too_large"
 
 
 async def test_no_enabled_endpoint_is_503_saying_why(fleet: Fleet, tmp_path: Path) -> None:

@@ -93,11 +93,13 @@ async def route(tmp_path: Path) -> AsyncIterator[Route]:
         yield route
 
 
-def assert_error(response: httpx.Response, status: int, code: str | int) -> dict[str, Any]:
+def assert_error(response: httpx.Response, status: int, reason: str) -> dict[str, Any]:
+    """The one envelope: `code` is the status, the string code is `metadata.reason`."""
     assert response.status_code == status, response.text
     assert response.headers["content-type"] == "application/json"
     error: dict[str, Any] = response.json()["error"]
-    assert error["code"] == code and set(error) >= {"code", "message", "metadata"}
+    assert error["code"] == status and set(error) >= {"code", "message", "type", "metadata"}
+    assert error["metadata"]["reason"] == reason
     return error
 
 
@@ -149,8 +151,11 @@ async def test_failed_generation_keeps_its_id_and_route_headers(route: Route) ->
         failed = await route.client.post(
             PATHS[0], json=chat("down", stream=stream), headers=route.auth
         )
-        error = assert_error(failed, 502, 502)
-        assert error["metadata"] == {"error_class": "UpstreamServerError"}
+        error = assert_error(failed, 502, "upstream_error")
+        assert error["metadata"] == {
+            "reason": "upstream_error",
+            "error_class": "UpstreamServerError",
+        }
         assert failed.headers["x-generation-id"].startswith("gen-")
         assert failed.headers["x-route-mode"] == "balanced"
         assert failed.headers["x-route-attempts"] == "1"
@@ -158,7 +163,7 @@ async def test_failed_generation_keeps_its_id_and_route_headers(route: Route) ->
 
 async def test_upstream_429_passes_its_retry_after(route: Route) -> None:
     refused = await route.client.post(PATHS[0], json=chat("busy"), headers=route.auth)
-    assert_error(refused, 429, 429)
+    assert_error(refused, 429, "upstream_rate_limited")
     assert refused.headers["retry-after"] == "3"
     assert refused.headers["x-generation-id"].startswith("gen-")
 
@@ -176,7 +181,7 @@ async def test_every_endpoint_out_of_rotation_is_503_with_retry_after(tmp_path: 
     async with serving(tmp_path, breaker_failures=1) as route:
         await route.client.post(PATHS[0], json=chat("down"), headers=route.auth)  # opens it
         refused = await route.client.post(PATHS[0], json=chat("down"), headers=route.auth)
-    assert_error(refused, 503, 503)
+    assert_error(refused, 503, "upstream_unavailable")
     assert int(refused.headers["retry-after"]) >= 1
     assert refused.headers["x-generation-id"].startswith("gen-")
     assert refused.headers["x-route-attempts"] == "0"
@@ -200,7 +205,8 @@ async def test_malformed_bodies_are_400_naming_the_field(route: Route) -> None:
     wrong = await route.client.post(
         PATHS[0], json={"model": MODEL, "messages": "x"}, headers=route.auth
     )
-    assert assert_error(wrong, 400, "bad_request")["metadata"] == {"field": "messages"}
+    metadata = assert_error(wrong, 400, "bad_request")["metadata"]
+    assert metadata == {"reason": "bad_request", "field": "messages"}
 
 
 async def test_a_body_over_the_limit_is_413_announced_or_chunked(route: Route) -> None:
@@ -219,7 +225,7 @@ async def test_a_body_over_the_limit_is_413_announced_or_chunked(route: Route) -
 
 async def test_other_methods_are_405_and_options_lists_post(route: Route) -> None:
     wrong = await route.client.get(PATHS[0], headers=route.auth)
-    assert_error(wrong, 405, 405)
+    assert_error(wrong, 405, "method_not_allowed")
     assert wrong.headers["allow"] == "POST, OPTIONS"
     options = await route.client.options(PATHS[0])
     assert options.status_code == 204 and options.headers["allow"] == "OPTIONS, POST"

@@ -114,7 +114,8 @@ async def test_admin_api_creates_lists_changes_and_deletes_keys(client: httpx.As
     bad = await client.post(
         "/api/v1/keys", json={"name": "x", "limit": -1}, headers=admin_headers()
     )
-    assert bad.status_code == 400 and bad.json()["error"]["code"] == "bad_request"
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == 400
+    assert bad.json()["error"]["metadata"]["reason"] == "bad_request"
 
 
 async def test_every_bad_key_gets_one_401_and_user_keys_cannot_administer(

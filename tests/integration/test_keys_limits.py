@@ -105,7 +105,8 @@ async def test_a_100_way_burst_overshoots_the_limit_by_at_most_one_worst_case(
         refusals = [a for a in answers if a.status_code == 402]
         for refusal in refusals:
             error = refusal.json()["error"]
-            assert error["code"] == "insufficient_credits"
+            assert error["code"] == 402
+            assert error["metadata"]["reason"] == "insufficient_credits"
             worst = max(worst, Decimal(error["metadata"]["required"]))
         served += statuses.count(200)
         if not statuses.count(200):
@@ -137,7 +138,8 @@ async def test_rate_limit_answers_429_with_a_retry_after_that_holds(client: http
     refused = await client.post("/v1/chat/completions", json=body, headers=bearer(secret))
     assert refused.status_code == 429
     error = refused.json()["error"]
-    assert error["code"] == "rate_limited" and error["type"] == "rate_limit_error"
+    assert error["code"] == 429 and error["type"] == "rate_limit_error"
+    assert error["metadata"]["reason"] == "rate_limited"
     retry_after = int(refused.headers["Retry-After"])
     reset_ms = int(refused.headers["X-RateLimit-Reset"])
     assert refused.headers["X-RateLimit-Limit"] == "30"

@@ -215,8 +215,10 @@ async def test_generation_api_errors_and_key_scoping(
         unknown = await client.get(f"{gateway.url}/api/v1/generation", params={"id": "gen-nope"})
         foreign = await client.get(f"{gateway.url}/api/v1/generation", params={"id": other_key.id})
     assert missing.status_code == 400
-    assert missing.json()["error"]["code"] == "bad_request"
-    assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "not_found"
+    assert missing.json()["error"]["code"] == 400
+    assert missing.json()["error"]["metadata"]["reason"] == "bad_request"
+    assert unknown.status_code == 404 and unknown.json()["error"]["code"] == 404
+    assert unknown.json()["error"]["metadata"]["reason"] == "not_found"
     assert foreign.status_code == 404  # another key's generation looks like no generation
 
 

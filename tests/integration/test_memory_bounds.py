@@ -47,11 +47,20 @@ async def test_huge_session_ids_do_not_grow_memory(tmp_path: Path) -> None:
                 body = {
                     "model": "openai/gpt-oss-20b",
                     "messages": [{"role": "user", "content": "hi"}],
-                    "session_id": f"{n:06d}{prefix}",  # every one distinct, 400 KB
+                    # every one distinct, 400 KB (a `session_id` that long is a 400: at most 256)
+                    "prompt_cache_key": f"{n:06d}{prefix}",
                 }
                 answer = await client.post(f"{gw.v1}/chat/completions", json=body)
                 assert answer.status_code == 200, answer.text[:300]
 
+            too_long = {
+                "model": "openai/gpt-oss-20b",
+                "messages": [{"role": "user", "content": "hi"}],
+                "session_id": prefix,
+            }
+            refused = await client.post(f"{gw.v1}/chat/completions", json=too_long)
+            assert refused.status_code == 400
+            assert refused.json()["error"]["metadata"]["field"] == "session_id"
             for n in range(5):  # warm up: first-use allocations are not growth
                 await send(-n - 1)
             gc.collect()

@@ -213,6 +213,8 @@ async def test_stream_cut_after_the_first_byte_ends_with_an_error_chunk(
         assert chunks[0]["provider"] == "a"
         last = chunks[-1]
         assert last["choices"][0]["finish_reason"] == "error" and last["error"]["code"] == 502
+        assert last["error"]["metadata"]["reason"] == "upstream_mid_stream"
+        assert last["error"]["metadata"]["error_type"] == "server_error"
         assert requests_to(fleet, "b") == 0  # nothing is retried after the first byte
 
         async def counted() -> bool:  # the mid-stream failure counts against a's uptime

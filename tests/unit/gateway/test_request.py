@@ -47,7 +47,12 @@ def test_mode_from_model_suffix(suffix: str, mode: str) -> None:
         (_raw(stream="yes"), "stream"),
         (_raw(max_tokens=0), "max_tokens"),
         (_raw(provider={"sort": "random"}), "provider.sort"),
-        (_raw(provider={"bogus": 1}), "provider"),
+        (_raw(provider=["groq"]), "provider"),
+        (_raw(provider={"max_price": {"prompt": "free"}}), "provider.max_price.prompt"),
+        (_raw(route="cheapest"), "route"),
+        (_raw(preset="p"), "preset"),
+        (_raw(plugins=[{"id": "web"}]), "plugins"),
+        (_raw(transforms=["middle-out"]), "transforms"),
         (_raw(model=None), "model"),
         (_raw(messages=[]), "messages"),
     ],
@@ -63,3 +68,33 @@ def test_explain_by_header_or_debug_flag() -> None:
     assert decode_chat_request(_raw(), explain_header=True).route.explain
     assert decode_chat_request(_raw(debug={"route": True})).route.explain
     assert not decode_chat_request(_raw()).route.explain
+
+
+def test_provider_leniency_numbers_as_strings_nulls_and_ignored_fields() -> None:
+    req = decode_chat_request(
+        _raw(
+            provider={
+                "only": None,
+                "max_price": {"prompt": "0.5", "completion": 2, "audio": "1", "image": None},
+                "preferred_min_throughput": {"p50": "10", "p90": None},
+                "enforce_distillable_text": True,
+                "sort": "exacto",
+                "somefield": 1,
+            },
+            route="sort",
+            transforms=[],
+        )
+    )
+    prefs = req.route.preferences
+    assert prefs.only is None
+    assert prefs.max_price is not None
+    assert (prefs.max_price.prompt, prefs.max_price.completion) == (0.5, 2.0)
+    assert prefs.sort is not None and not isinstance(prefs.sort, str)
+    assert (prefs.sort.by, prefs.sort.partition) == ("exacto", "none")
+    assert dict(req.route.ignored) == {
+        "provider.max_price.audio": "the catalog's models take text only",
+        "provider.enforce_distillable_text": "the catalog records no distillation policy per model",
+        "provider.somefield": "not a field of OpenRouter's provider preferences",
+    }
+    for name in ("provider", "route", "transforms"):
+        assert name not in req.upstream_body

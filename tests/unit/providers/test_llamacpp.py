@@ -8,7 +8,7 @@ import pytest
 
 from providers.catalog import Endpoint, Price
 from providers.errors import (
-    UpstreamBadRequest,
+    UpstreamContextExceeded,
     UpstreamServerError,
     UpstreamUnavailable,
     error_for_status,
@@ -193,7 +193,7 @@ def test_reported_reasoning_tokens_win_over_the_estimate() -> None:
             "The model produced output that does not match the expected peg-native format",
             UpstreamServerError,
         ),
-        (400, "request (2414 tokens) exceeds the available context size", UpstreamBadRequest),
+        (400, "request (2414 tokens) exceeds the available context size", UpstreamContextExceeded),
     ],
 )
 def test_server_failures_map_to_their_classes(

@@ -144,9 +144,10 @@ def test_disabled_endpoints_only_give_503() -> None:
     assert "NOPE_KEY is not set" in info.value.metadata["rejected"][f"{MODEL}@a"]
 
 
-def test_unknown_model_is_404() -> None:
-    with pytest.raises(UnknownModel):
+def test_unknown_model_is_400_as_openrouter() -> None:
+    with pytest.raises(UnknownModel) as info:
         planner(cheapest_first("a")).plan(RouteRequest("x/y", "balanced"))
+    assert info.value.status == 400 and info.value.code == "model_not_found"
 
 
 @pytest.mark.parametrize(
