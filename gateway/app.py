@@ -21,6 +21,7 @@ from gateway.ledger.controller import ledger_status, metrics
 from gateway.logs import configure_logging
 from gateway.resources import Resources, open_resources
 from gateway.settings import Settings
+from gateway.stats.controller import StatsController
 
 
 def _resources(state: State) -> Resources:
@@ -49,6 +50,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             metrics,
             get_current_key,
             KeysAdminController,
+            StatsController,
         ],
         lifespan=[lifespan],
         dependencies={

@@ -1,0 +1,259 @@
+"""What the stats API reads: sums over the hourly rollups, never a scan of raw generations.
+
+Postgres groups in SQL (NUMERIC sums are exact); SQLite, whose money is decimal TEXT, has its
+rollup rows summed in Python with `Decimal`. Read-only; never on the chat request path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Literal
+
+from sqlalchemy import ColumnElement, Table, func, literal_column, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gateway.db.models import attempts, usage_hourly
+from gateway.db.stats_tables import attempt_stats_hourly, stats_hourly
+
+Bucket = Literal["hour", "day"]
+GroupBy = Literal["model", "provider", "key", "app"]
+USAGE_SUMS = ("requests", "errors", "prompt_tokens", "completion_tokens", "cached_tokens", "cost")
+MONEY_SUMS = frozenset({"cost", "prompt_cost", "completion_cost", "cache_discount"})
+FLOAT_SUMS = frozenset({"latency_ms_sum", "ttft_ms_sum", "throughput_sum"})
+
+
+@dataclass(frozen=True, slots=True)
+class Period:
+    """Rollup hours `since <= hour < until` (both hour-aligned UTC)."""
+
+    since: datetime
+    until: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Key:
+    """One grouping column: its output name, the rollup column, and whether it is the hour
+    folded to its day."""
+
+    name: str
+    column: ColumnElement[Any]
+    day: bool = False
+
+
+def _zero(name: str) -> Any:
+    if name in MONEY_SUMS:
+        return Decimal(0)
+    return 0.0 if name in FLOAT_SUMS else 0
+
+
+def _typed(name: str, value: Any) -> Any:
+    if value is None:
+        return _zero(name)
+    if name in MONEY_SUMS:
+        return value if isinstance(value, Decimal) else Decimal(str(value))
+    return float(value) if name in FLOAT_SUMS else int(value)
+
+
+async def grouped(
+    engine: AsyncEngine,
+    table: Table,
+    keys: Sequence[Key],
+    sums: Sequence[str],
+    where: Sequence[ColumnElement[bool]],
+) -> list[dict[str, Any]]:
+    """`sums` of `table`'s rows matching `where`, per distinct `keys`, in key order."""
+    if engine.dialect.name == "postgresql":
+        columns = [
+            (func.date_trunc("day", k.column, "UTC") if k.day else k.column).label(k.name)
+            for k in keys
+        ]
+        query = (
+            select(*columns, *(func.sum(table.c[s]).label(s) for s in sums))
+            .where(*where)
+            .group_by(*columns)
+            .order_by(*columns)
+        )
+        async with engine.connect() as conn:
+            rows = (await conn.execute(query)).mappings().all()
+        return [
+            {k.name: row[k.name] for k in keys} | {s: _typed(s, row[s]) for s in sums}
+            for row in rows
+        ]
+    query = select(*(k.column.label(k.name) for k in keys), *(table.c[s] for s in sums))
+    async with engine.connect() as conn:
+        rows = (await conn.execute(query.where(*where))).mappings().all()
+    totals: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for row in rows:
+        key = tuple(_day(row[k.name]) if k.day else row[k.name] for k in keys)
+        found = totals.setdefault(key, {s: _zero(s) for s in sums})
+        for s in sums:
+            found[s] += _typed(s, row[s])
+    return [
+        dict(zip((k.name for k in keys), key, strict=True)) | values
+        for key, values in sorted(totals.items())
+    ]
+
+
+def _day(moment: datetime) -> datetime:
+    return moment.replace(hour=0)
+
+
+def _in(table: Table, period: Period) -> list[ColumnElement[bool]]:
+    return [table.c.hour >= period.since, table.c.hour < period.until]
+
+
+async def usage(
+    engine: AsyncEngine,
+    period: Period,
+    bucket: Bucket,
+    group_by: GroupBy,
+    api_key_id: str | None,
+) -> list[dict[str, Any]]:
+    """Usage per bucket and group; `api_key_id` limits it to one key's traffic."""
+    if api_key_id is not None:
+        column = {
+            "model": usage_hourly.c.model,
+            "provider": usage_hourly.c.provider,
+            "key": usage_hourly.c.api_key_id,
+            "app": usage_hourly.c.app,
+        }[group_by]
+        keys = [Key("bucket", usage_hourly.c.hour, bucket == "day"), Key(group_by, column)]
+        where = [*_in(usage_hourly, period), usage_hourly.c.api_key_id == api_key_id]
+        return await grouped(engine, usage_hourly, keys, USAGE_SUMS, where)
+    dimension = {"model": "provider", "provider": "provider", "key": "key", "app": "app"}
+    column = stats_hourly.c.model if group_by == "model" else stats_hourly.c.name
+    keys = [Key("bucket", stats_hourly.c.hour, bucket == "day"), Key(group_by, column)]
+    where = [*_in(stats_hourly, period), stats_hourly.c.dimension == dimension[group_by]]
+    return await grouped(engine, stats_hourly, keys, USAGE_SUMS, where)
+
+
+APP_SUMS = ("requests", "prompt_tokens", "completion_tokens", "cached_tokens", "cost")
+
+
+async def top_apps(
+    engine: AsyncEngine, period: Period, api_key_id: str | None, limit: int
+) -> list[dict[str, Any]]:
+    """Apps (`X-Title`, else `HTTP-Referer`; "" for none) by tokens, then cost."""
+    if api_key_id is None:
+        keys = [Key("app", stats_hourly.c.name)]
+        where = [*_in(stats_hourly, period), stats_hourly.c.dimension == "app"]
+        rows = await grouped(engine, stats_hourly, keys, APP_SUMS, where)
+    else:
+        keys = [Key("app", usage_hourly.c.app)]
+        where = [*_in(usage_hourly, period), usage_hourly.c.api_key_id == api_key_id]
+        rows = await grouped(engine, usage_hourly, keys, APP_SUMS, where)
+    for row in rows:
+        row["total_tokens"] = row["prompt_tokens"] + row["completion_tokens"]
+    rows.sort(key=lambda r: (-r["total_tokens"], -r["cost"], r["app"]))
+    return rows[:limit]
+
+
+ENDPOINT_SUMS = (
+    "requests",
+    "errors",
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_tokens",
+    "prompt_cost",
+    "completion_cost",
+)
+
+
+async def provider_totals(
+    engine: AsyncEngine, period: Period, model: str, api_key_id: str | None
+) -> dict[str, dict[str, Any]]:
+    """Per provider of `model`: requests and tokens (and, for everyone's traffic, what the
+    prompt and completion tokens cost)."""
+    if api_key_id is None:
+        keys = [Key("provider", stats_hourly.c.name)]
+        where = [
+            *_in(stats_hourly, period),
+            stats_hourly.c.dimension == "provider",
+            stats_hourly.c.model == model,
+        ]
+        rows = await grouped(engine, stats_hourly, keys, ENDPOINT_SUMS, where)
+    else:
+        keys = [Key("provider", usage_hourly.c.provider)]
+        where = [
+            *_in(usage_hourly, period),
+            usage_hourly.c.api_key_id == api_key_id,
+            usage_hourly.c.model == model,
+        ]
+        rows = await grouped(engine, usage_hourly, keys, ENDPOINT_SUMS[:5], where)
+    return {row["provider"]: row for row in rows}
+
+
+async def attempt_outcomes(
+    engine: AsyncEngine, period: Period, bucket: Bucket | None = None
+) -> list[dict[str, Any]]:
+    """Attempts per endpoint, outcome and error class (per bucket when one is given)."""
+    table = attempt_stats_hourly
+    keys = [
+        Key("endpoint_id", table.c.endpoint_id),
+        Key("provider", table.c.provider),
+        Key("outcome", table.c.outcome),
+        Key("error_class", table.c.error_class),
+    ]
+    if bucket is not None:
+        keys.insert(0, Key("bucket", table.c.hour, bucket == "day"))
+    return await grouped(engine, table, keys, ("attempts",), _in(table, period))
+
+
+HISTORY_SUMS = (
+    "requests",
+    "errors",
+    "prompt_tokens",
+    "completion_tokens",
+    "latency_ms_sum",
+    "ttft_ms_sum",
+    "ttft_count",
+    "throughput_sum",
+    "throughput_count",
+)
+
+
+async def provider_history(
+    engine: AsyncEngine, period: Period, bucket: Bucket
+) -> list[dict[str, Any]]:
+    """Per bucket and provider: requests, tokens and the sums behind mean latency, TTFT and
+    throughput."""
+    keys = [
+        Key("bucket", stats_hourly.c.hour, bucket == "day"),
+        Key("provider", stats_hourly.c.name),
+    ]
+    where = [*_in(stats_hourly, period), stats_hourly.c.dimension == "provider"]
+    return await grouped(engine, stats_hourly, keys, HISTORY_SUMS, where)
+
+
+FAILURE_COLUMNS = (
+    "generation_id",
+    "seq",
+    "created_at",
+    "started_at",
+    "endpoint_id",
+    "provider",
+    "outcome",
+    "http_status",
+    "error_class",
+    "error_message",
+)
+
+
+async def recent_failures(engine: AsyncEngine, since: datetime, limit: int) -> list[dict[str, Any]]:
+    """The newest failed attempts (the partial index on failed attempts keeps this small)."""
+    query = (
+        select(*(attempts.c[c] for c in FAILURE_COLUMNS))
+        .where(
+            attempts.c.outcome != literal_column("'ok'"),  # as the partial index says
+            attempts.c.outcome != literal_column("'cancelled'"),  # the client left
+            attempts.c.created_at >= since,
+        )
+        .order_by(attempts.c.created_at.desc(), attempts.c.seq.desc())
+        .limit(limit)
+    )
+    async with engine.connect() as conn:
+        rows = (await conn.execute(query)).mappings().all()
+    return [dict(row) for row in rows]
