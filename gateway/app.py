@@ -17,8 +17,9 @@ from gateway.health import health, ready
 from gateway.keys.admin import KeysAdminController
 from gateway.keys.controller import get_current_key
 from gateway.keys.guard import provide_api_key
-from gateway.ledger.controller import ledger_status, metrics
+from gateway.ledger.controller import ledger_status
 from gateway.logs import configure_logging
+from gateway.metrics.controller import metrics
 from gateway.resources import Resources, open_resources
 from gateway.settings import Settings
 from gateway.stats.controller import StatsController
