@@ -11,6 +11,7 @@ from litestar.di import Provide
 
 from gateway.catalog.controller import list_endpoints, list_models
 from gateway.chat.controller import chat_completions
+from gateway.dashboard.controller import dashboard, dashboard_asset
 from gateway.errors import handle_exception
 from gateway.generations.controller import get_generation
 from gateway.health import health, ready
@@ -52,6 +53,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             get_current_key,
             KeysAdminController,
             StatsController,
+            dashboard,
+            dashboard_asset,
         ],
         lifespan=[lifespan],
         dependencies={

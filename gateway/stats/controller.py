@@ -95,6 +95,7 @@ class StatsController(Controller):
             {
                 "data": data,
                 "model": model_id,
+                "models": list(catalog.models),
                 "window": label,
                 "period": _period_json(traffic_period),
                 "effective_price_window": params.EFFECTIVE_PRICE_WINDOW,

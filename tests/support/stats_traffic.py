@@ -49,9 +49,10 @@ async def send_traffic(
         }
         if body["stream"]:
             body["stream_options"] = {"include_usage": True}
+        request_headers = {"X-Title": APPS[i % len(APPS)], **(headers or {})}
         if i % len(MODES) == 1:  # nitro tries the down provider first, then falls back
             body["provider"] = {"order": ["gamma", "alpha"]}
-        request_headers = {"X-Title": APPS[i % len(APPS)], **(headers or {})}
+            request_headers["X-Route-Explain"] = "1"  # the ledger keeps the explanation
         response = await client.post("/v1/chat/completions", json=body, headers=request_headers)
         await response.aread()
         sent.statuses[response.status_code] += 1
