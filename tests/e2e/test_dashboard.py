@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from playwright.async_api import Page
 
 from providers.simulator.server import start_fleet
@@ -45,8 +46,14 @@ async def _table(page: Page) -> dict[str, dict[str, Any]]:
     return rows
 
 
+@pytest.fixture
+def screenshots() -> Path:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    return SCREENSHOTS
+
+
 async def test_dashboard_shows_what_the_stats_api_says(
-    tmp_path: Path, pg_database: str, redis_url: str, redis_prefix: str
+    tmp_path: Path, pg_database: str, redis_url: str, redis_prefix: str, screenshots: Path
 ) -> None:
     await migrate(pg_database)
     fleet = await start_fleet(dict(PROFILES))
@@ -56,7 +63,6 @@ async def test_dashboard_shows_what_the_stats_api_says(
     settings = key_settings(
         catalog, pg_database, redis_url=redis_url, redis_prefix=redis_prefix, auth="off"
     )
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     try:
         async with (
             run_gateway(settings) as gw,
@@ -119,15 +125,14 @@ async def test_dashboard_shows_what_the_stats_api_says(
                     )
                 assert cells["breaker"]["text"] == api["breaker"]
             assert expected["alpha"]["requests"] > 0 and expected["gamma"]["errors"]
-            await page.screenshot(path=str(SCREENSHOTS / "dashboard-1280.png"), full_page=True)
+            await page.screenshot(path=str(screenshots / "dashboard-1280.png"), full_page=True)
 
             # Generation lookup: a nitro request tried the down provider first, then alpha.
             generation_id = sent.generation_ids[1]
-            body = (
-                await client.get(
-                    "/api/v1/stats/generation", params={"id": generation_id}, headers=admin_headers()
-                )
-            ).json()["data"]
+            looked_up = await client.get(
+                "/api/v1/stats/generation", params={"id": generation_id}, headers=admin_headers()
+            )
+            body = looked_up.json()["data"]
             attempts = body["provider_responses"]
             assert [a["provider"] for a in attempts][:1] == ["gamma"] and len(attempts) >= 2
             await page.get_by_role("tab", name="Failures").click()
@@ -138,13 +143,14 @@ async def test_dashboard_shows_what_the_stats_api_says(
             assert await attempt_rows.count() == len(attempts)
             for i, attempt in enumerate(attempts):
                 row = attempt_rows.nth(i)
-                assert await row.locator("[data-field=provider]").inner_text() == attempt["provider"]
-                assert await row.locator("[data-field=outcome]").inner_text() == attempt["outcome"]
+                for field in ("provider", "outcome"):
+                    shown_text = await row.locator(f"[data-field={field}]").inner_text()
+                    assert shown_text == attempt[field]
             routing = await page.get_by_test_id("generation-routing").inner_text()
             assert json.loads(routing) == body["routing"]
             failures = page.locator("[data-testid=failures-table] tbody tr")
             assert await failures.count() > 0
-            await page.screenshot(path=str(SCREENSHOTS / "dashboard-failures-1280.png"))
+            await page.screenshot(path=str(screenshots / "dashboard-failures-1280.png"))
 
             # Traffic: the hostile app title is shown as text, never run as markup.
             await page.get_by_role("tab", name="Traffic").click()
@@ -187,11 +193,13 @@ async def test_dashboard_shows_what_the_stats_api_says(
                      'tr[data-provider=alpha] td[data-field=requests]'), '::before').content"""
             )
             assert label == '"Requests"'
-            await page.screenshot(path=str(SCREENSHOTS / "dashboard-390.png"), full_page=True)
+            await page.screenshot(path=str(screenshots / "dashboard-390.png"), full_page=True)
             await page.get_by_role("tab", name="Failures").click()
-            await page.screenshot(path=str(SCREENSHOTS / "dashboard-failures-390.png"), full_page=True)
+            await page.screenshot(
+                path=str(screenshots / "dashboard-failures-390.png"), full_page=True
+            )
             assert not errors, errors
             for name in ("dashboard-1280.png", "dashboard-390.png"):
-                assert (SCREENSHOTS / name).stat().st_size > 10_000
+                assert (screenshots / name).stat().st_size > 10_000
     finally:
         await fleet.close()
