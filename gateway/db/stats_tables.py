@@ -1,5 +1,5 @@
-"""The ops board's rollups: usage per hour by (model, provider), key and app, and attempt
-outcomes per hour by endpoint and error class. Schema only: the ledger writer fills them
+"""The ops board's rollups: usage per hour and per day by (model, provider), key and app, and
+attempt outcomes per hour by endpoint and error class. Schema only: the ledger writer fills them
 (`gateway.stats.rollups`), the stats API reads them (`gateway.stats.queries`).
 """
 
@@ -9,22 +9,23 @@ from datetime import datetime
 from decimal import Decimal
 from typing import cast
 
-from sqlalchemy import BigInteger, Float, Index, Table, Text
+from sqlalchemy import BigInteger, Float, Table, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from gateway.db.models import Base
 from gateway.db.types import Money, UTCDateTime
 
 
-class StatsHourlyRow(Base):
-    """Generation sums per hour along one dimension at a time, so each stats query reads one
-    small slice: `provider` rows are keyed by (model, provider), `key` and `app` rows by name."""
+class StatsRollupRow(Base):
+    """Generation sums per hour and per day along one dimension at a time, so each stats query
+    reads one small slice: `provider` rows are keyed by (model, provider), `key` and `app` rows
+    by name. The primary key's order (size, dimension, bucket) serves every range read."""
 
-    __tablename__ = "stats_hourly"
-    __table_args__ = (Index("ix_stats_hourly_dimension_hour", "dimension", "hour"),)
+    __tablename__ = "stats_rollup"
 
-    hour: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    size: Mapped[str] = mapped_column(Text, primary_key=True)  # hour | day
     dimension: Mapped[str] = mapped_column(Text, primary_key=True)  # provider | key | app
+    bucket: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)  # its start
     model: Mapped[str] = mapped_column(Text, primary_key=True)  # '' unless dimension = provider
     name: Mapped[str] = mapped_column(Text, primary_key=True)  # provider, key id or app
     requests: Mapped[int] = mapped_column(BigInteger)
@@ -60,5 +61,5 @@ class AttemptStatsHourlyRow(Base):
     ttft_count: Mapped[int] = mapped_column(BigInteger)
 
 
-stats_hourly = cast(Table, StatsHourlyRow.__table__)
+stats_rollup = cast(Table, StatsRollupRow.__table__)
 attempt_stats_hourly = cast(Table, AttemptStatsHourlyRow.__table__)

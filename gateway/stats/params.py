@@ -24,6 +24,7 @@ WINDOWS: dict[str, timedelta] = {
 }
 EFFECTIVE_PRICE_WINDOW = "30d"
 HOUR = timedelta(hours=1)
+WHOLE_DAYS_AFTER = timedelta(days=2)  # longer periods without buckets are read by day
 
 
 def floor_hour(moment: datetime) -> datetime:
@@ -51,16 +52,31 @@ def _moment(name: str, text: str, end: bool) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
-def period_of(start: str | None, end: str | None, now: datetime, bucket: Bucket = "day") -> Period:
-    """[from, to) rounded out to whole hours; defaults: the last day up to now."""
+def floor_day(moment: datetime) -> datetime:
+    return moment.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def ceil_day(moment: datetime) -> datetime:
+    floor = floor_day(moment)
+    return floor if floor == moment else floor + timedelta(days=1)
+
+
+def period_of(
+    start: str | None, end: str | None, now: datetime, bucket: Bucket | None = None
+) -> Period:
+    """[from, to) rounded out to whole hours; to whole UTC days for day buckets, and for
+    periods over two days without buckets (they read the daily rollups). Defaults: the last
+    day up to now."""
     until = ceil_hour(_moment("to", end, True) if end else now)
     since = floor_hour(_moment("from", start, False) if start else until - DEFAULT_PERIOD)
     if since >= until:
         raise BadRequest("`from` must be before `to`", metadata={"parameter": "from"})
+    if bucket == "day" or (bucket is None and until - since > WHOLE_DAYS_AFTER):
+        since, until = floor_day(since), ceil_day(until)
     limit = MAX_HOUR_BUCKETS * HOUR if bucket == "hour" else MAX_PERIOD
     if until - since > limit:
         raise BadRequest(
-            f"the period is too long for {bucket} buckets (at most {limit.days} days)",
+            f"the period is too long for {bucket or 'these'} buckets (at most {limit.days} days)",
             metadata={"parameter": "from", "max_days": limit.days},
         )
     return Period(since, until)

@@ -1,4 +1,4 @@
-"""What the stats API reads: sums over the hourly rollups, never a scan of raw generations.
+"""What the stats API reads: sums over the hourly and daily rollups, never raw generations.
 
 Postgres groups in SQL (NUMERIC sums are exact); SQLite, whose money is decimal TEXT, has its
 rollup rows summed in Python with `Decimal`. Read-only; never on the chat request path.
@@ -12,11 +12,11 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, Table, func, literal_column, select
+from sqlalchemy import BigInteger, ColumnElement, Float, Table, cast, func, literal_column, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.db.models import attempts, usage_hourly
-from gateway.db.stats_tables import attempt_stats_hourly, stats_hourly
+from gateway.db.stats_tables import attempt_stats_hourly, stats_rollup
 
 Bucket = Literal["hour", "day"]
 GroupBy = Literal["model", "provider", "key", "app"]
@@ -27,10 +27,14 @@ FLOAT_SUMS = frozenset({"latency_ms_sum", "ttft_ms_sum", "throughput_sum"})
 
 @dataclass(frozen=True, slots=True)
 class Period:
-    """Rollup hours `since <= hour < until` (both hour-aligned UTC)."""
+    """Rollup buckets `since <= start < until` (hour-aligned UTC; day-aligned for days)."""
 
     since: datetime
     until: datetime
+
+    @property
+    def whole_days(self) -> bool:
+        return self.since.hour == 0 and self.until.hour == 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,17 +75,16 @@ async def grouped(
             for k in keys
         ]
         query = (
-            select(*columns, *(func.sum(table.c[s]).label(s) for s in sums))
+            select(*columns, *(_sum(table, s).label(s) for s in sums))
             .where(*where)
             .group_by(*columns)
             .order_by(*columns)
         )
+        names = [*(k.name for k in keys), *sums]
         async with engine.connect() as conn:
-            rows = (await conn.execute(query)).mappings().all()
-        return [
-            {k.name: row[k.name] for k in keys} | {s: _typed(s, row[s]) for s in sums}
-            for row in rows
-        ]
+            result = await conn.execute(query)
+            # Sums arrive typed (casts below; NUMERIC as Decimal): rows become dicts as they are.
+            return [dict(zip(names, row, strict=True)) for row in result]
     query = select(*(k.column.label(k.name) for k in keys), *(table.c[s] for s in sums))
     async with engine.connect() as conn:
         rows = (await conn.execute(query.where(*where))).mappings().all()
@@ -97,12 +100,31 @@ async def grouped(
     ]
 
 
+def _sum(table: Table, name: str) -> ColumnElement[Any]:
+    total = func.coalesce(func.sum(table.c[name]), 0)
+    if name in MONEY_SUMS:
+        return func.sum(table.c[name])  # Money: exact NUMERIC, a Decimal in Python
+    return cast(total, Float if name in FLOAT_SUMS else BigInteger)
+
+
 def _day(moment: datetime) -> datetime:
     return moment.replace(hour=0)
 
 
 def _in(table: Table, period: Period) -> list[ColumnElement[bool]]:
     return [table.c.hour >= period.since, table.c.hour < period.until]
+
+
+def _rollup(dimension: str, period: Period, size: str | None = None) -> list[ColumnElement[bool]]:
+    """The `stats_rollup` rows of one dimension in `period`: daily rows when the period is
+    whole days (or `size` says so), else hourly ones."""
+    size = size or ("day" if period.whole_days else "hour")
+    return [
+        stats_rollup.c.size == size,
+        stats_rollup.c.dimension == dimension,
+        stats_rollup.c.bucket >= period.since,
+        stats_rollup.c.bucket < period.until,
+    ]
 
 
 async def usage(
@@ -124,10 +146,10 @@ async def usage(
         where = [*_in(usage_hourly, period), usage_hourly.c.api_key_id == api_key_id]
         return await grouped(engine, usage_hourly, keys, USAGE_SUMS, where)
     dimension = {"model": "provider", "provider": "provider", "key": "key", "app": "app"}
-    column = stats_hourly.c.model if group_by == "model" else stats_hourly.c.name
-    keys = [Key("bucket", stats_hourly.c.hour, bucket == "day"), Key(group_by, column)]
-    where = [*_in(stats_hourly, period), stats_hourly.c.dimension == dimension[group_by]]
-    return await grouped(engine, stats_hourly, keys, USAGE_SUMS, where)
+    column = stats_rollup.c.model if group_by == "model" else stats_rollup.c.name
+    keys = [Key("bucket", stats_rollup.c.bucket), Key(group_by, column)]
+    where = _rollup(dimension[group_by], period, bucket)
+    return await grouped(engine, stats_rollup, keys, USAGE_SUMS, where)
 
 
 APP_SUMS = ("requests", "prompt_tokens", "completion_tokens", "cached_tokens", "cost")
@@ -138,9 +160,8 @@ async def top_apps(
 ) -> list[dict[str, Any]]:
     """Apps (`X-Title`, else `HTTP-Referer`; "" for none) by tokens, then cost."""
     if api_key_id is None:
-        keys = [Key("app", stats_hourly.c.name)]
-        where = [*_in(stats_hourly, period), stats_hourly.c.dimension == "app"]
-        rows = await grouped(engine, stats_hourly, keys, APP_SUMS, where)
+        keys = [Key("app", stats_rollup.c.name)]
+        rows = await grouped(engine, stats_rollup, keys, APP_SUMS, _rollup("app", period))
     else:
         keys = [Key("app", usage_hourly.c.app)]
         where = [*_in(usage_hourly, period), usage_hourly.c.api_key_id == api_key_id]
@@ -168,13 +189,9 @@ async def provider_totals(
     """Per provider of `model`: requests and tokens (and, for everyone's traffic, what the
     prompt and completion tokens cost)."""
     if api_key_id is None:
-        keys = [Key("provider", stats_hourly.c.name)]
-        where = [
-            *_in(stats_hourly, period),
-            stats_hourly.c.dimension == "provider",
-            stats_hourly.c.model == model,
-        ]
-        rows = await grouped(engine, stats_hourly, keys, ENDPOINT_SUMS, where)
+        keys = [Key("provider", stats_rollup.c.name)]
+        where = [*_rollup("provider", period), stats_rollup.c.model == model]
+        rows = await grouped(engine, stats_rollup, keys, ENDPOINT_SUMS, where)
     else:
         keys = [Key("provider", usage_hourly.c.provider)]
         where = [
@@ -220,12 +237,9 @@ async def provider_history(
 ) -> list[dict[str, Any]]:
     """Per bucket and provider: requests, tokens and the sums behind mean latency, TTFT and
     throughput."""
-    keys = [
-        Key("bucket", stats_hourly.c.hour, bucket == "day"),
-        Key("provider", stats_hourly.c.name),
-    ]
-    where = [*_in(stats_hourly, period), stats_hourly.c.dimension == "provider"]
-    return await grouped(engine, stats_hourly, keys, HISTORY_SUMS, where)
+    keys = [Key("bucket", stats_rollup.c.bucket), Key("provider", stats_rollup.c.name)]
+    where = _rollup("provider", period, bucket)
+    return await grouped(engine, stats_rollup, keys, HISTORY_SUMS, where)
 
 
 FAILURE_COLUMNS = (

@@ -1,4 +1,4 @@
-"""How the ledger writer keeps the stats rollups (`stats_hourly`, `attempt_stats_hourly`):
+"""How the ledger writer keeps the stats rollups (`stats_rollup`, `attempt_stats_hourly`):
 SQL for the Postgres batch statement and the same sums in Python for SQLite.
 
 Only rows a batch actually inserted are rolled up, so a replayed event never counts twice.
@@ -16,10 +16,11 @@ from sqlalchemy import Table, tuple_
 from sqlalchemy.dialects.sqlite import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from gateway.db.stats_tables import attempt_stats_hourly, stats_hourly
+from gateway.db.stats_tables import attempt_stats_hourly, stats_rollup
 
 ZERO = Decimal(0)
-STATS_KEYS = ("hour", "dimension", "model", "name")
+STATS_KEYS = ("size", "dimension", "bucket", "model", "name")
+SIZES = ("hour", "day")
 STATS_SUMS = (
     "requests",
     "errors",
@@ -86,16 +87,18 @@ def postgres_ctes(generations_cte: str, attempts_cte: str) -> str:
         ("'app'", "''", _APP),
     ]
     selects = "\n        UNION ALL\n        ".join(
-        f"SELECT {_HOUR}, {dim}, {model}, {name}, {sums} FROM {generations_cte} GROUP BY 1, 2, 3, 4"
+        f"SELECT '{size}', {dim}, date_trunc('{size}', created_at, 'UTC'), {model}, {name}, "
+        f"{sums} FROM {generations_cte} GROUP BY 1, 2, 3, 4, 5"
+        for size in SIZES
         for dim, model, name in dimensions
     )
     attempt_sums = ", ".join(_ATTEMPT_SQL[c] for c in ATTEMPT_SUMS)
     return f"""stats_rows AS (
-    INSERT INTO stats_hourly ({", ".join([*STATS_KEYS, *STATS_SUMS])})
+    INSERT INTO stats_rollup ({", ".join([*STATS_KEYS, *STATS_SUMS])})
     SELECT * FROM (
         {selects}
-    ) AS s ORDER BY 1, 2, 3, 4
-    {_upsert_sql("stats_hourly", STATS_KEYS, STATS_SUMS)}
+    ) AS s ORDER BY 1, 2, 3, 4, 5
+    {_upsert_sql("stats_rollup", STATS_KEYS, STATS_SUMS)}
 ), attempt_stats_rows AS (
     INSERT INTO attempt_stats_hourly ({", ".join([*ATTEMPT_KEYS, *ATTEMPT_SUMS])})
     SELECT {_HOUR}, endpoint_id, provider, outcome, coalesce(error_class, ''), {attempt_sums}
@@ -109,6 +112,10 @@ def postgres_ctes(generations_cte: str, attempts_cte: str) -> str:
 
 def _hour(moment: datetime) -> datetime:
     return moment.replace(minute=0, second=0, microsecond=0)
+
+
+def _day(moment: datetime) -> datetime:
+    return moment.replace(hour=0, minute=0, second=0, microsecond=0)
 
 
 def _generation_sums(g: dict[str, Any]) -> dict[str, Any]:
@@ -132,17 +139,18 @@ def _generation_sums(g: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def stats_rollup(generations: Iterable[dict[str, Any]]) -> dict[tuple[Any, ...], dict[str, Any]]:
+def stats_sums(generations: Iterable[dict[str, Any]]) -> dict[tuple[Any, ...], dict[str, Any]]:
     totals: dict[tuple[Any, ...], dict[str, Any]] = {}
     for g in generations:
-        hour, sums = _hour(g["created_at"]), _generation_sums(g)
+        sums = _generation_sums(g)
         app = g["app_title"] or g["app_referer"] or ""
-        for key in (
-            (hour, "provider", g["model"], g["provider"] or ""),
-            (hour, "key", "", g["api_key_id"] or ""),
-            (hour, "app", "", app),
-        ):
-            _add(totals, key, sums)
+        for size, start in (("hour", _hour(g["created_at"])), ("day", _day(g["created_at"]))):
+            for key in (
+                (size, "provider", start, g["model"], g["provider"] or ""),
+                (size, "key", start, "", g["api_key_id"] or ""),
+                (size, "app", start, "", app),
+            ):
+                _add(totals, key, sums)
     return totals
 
 
@@ -208,5 +216,5 @@ async def write_portable(
     attempts: Sequence[dict[str, Any]],
 ) -> None:
     """Add newly inserted generations and attempts to the stats rollups (SQLite)."""
-    await _merge_upsert(conn, stats_hourly, STATS_KEYS, stats_rollup(generations))
+    await _merge_upsert(conn, stats_rollup, STATS_KEYS, stats_sums(generations))
     await _merge_upsert(conn, attempt_stats_hourly, ATTEMPT_KEYS, attempt_rollup(attempts))

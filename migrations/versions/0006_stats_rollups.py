@@ -1,5 +1,5 @@
-"""Stats rollups for the ops board: usage per hour by (model, provider), key and app, attempt
-outcomes per hour by endpoint and error class, and an index of failed attempts.
+"""Stats rollups for the ops board: usage per hour and per day by (model, provider), key and app,
+attempt outcomes per hour by endpoint and error class, and an index of failed attempts.
 
 Revision ID: 0006_stats_rollups
 Revises: 0002_api_keys
@@ -22,20 +22,21 @@ depends_on: str | Sequence[str] | None = None
 
 # Existing ledgers start with their history rolled up (Postgres: NUMERIC sums are exact).
 BACKFILL_STATS = """
-INSERT INTO stats_hourly
-SELECT date_trunc('hour', g.created_at, 'UTC'), d.dimension, d.dim_model, d.name, count(*),
-       count(*) FILTER (WHERE g.status = 'error'), sum(g.prompt_tokens),
+INSERT INTO stats_rollup
+SELECT z.size, d.dimension, date_trunc(z.size, g.created_at, 'UTC'), d.dim_model, d.name,
+       count(*), count(*) FILTER (WHERE g.status = 'error'), sum(g.prompt_tokens),
        sum(g.completion_tokens), sum(g.cached_tokens), sum(g.reasoning_tokens), sum(g.cost),
        sum(g.prompt_cost), sum(g.completion_cost), sum(g.cache_discount), sum(g.latency_ms),
        coalesce(sum(g.ttft_ms), 0), count(g.ttft_ms), coalesce(sum(g.throughput), 0),
        count(g.throughput)
 FROM generations g
+CROSS JOIN (VALUES ('hour'), ('day')) AS z (size)
 CROSS JOIN LATERAL (VALUES
     ('provider', g.model, coalesce(g.provider, '')),
     ('key', '', coalesce(g.api_key_id, '')),
     ('app', '', coalesce(nullif(g.app_title, ''), nullif(g.app_referer, ''), ''))
 ) AS d (dimension, dim_model, name)
-GROUP BY 1, 2, 3, 4
+GROUP BY 1, 2, 3, 4, 5
 """
 BACKFILL_ATTEMPTS = """
 INSERT INTO attempt_stats_hourly
@@ -48,9 +49,10 @@ FROM attempts GROUP BY 1, 2, 3, 4, 5
 
 def upgrade() -> None:
     op.create_table(
-        "stats_hourly",
-        sa.Column("hour", UTCDateTime(), nullable=False),
+        "stats_rollup",
+        sa.Column("size", sa.Text(), nullable=False),  # hour | day
         sa.Column("dimension", sa.Text(), nullable=False),  # provider | key | app
+        sa.Column("bucket", UTCDateTime(), nullable=False),  # the hour's or the day's start
         sa.Column("model", sa.Text(), nullable=False),  # '' unless dimension = provider
         sa.Column("name", sa.Text(), nullable=False),  # the provider, key id or app
         sa.Column("requests", sa.BigInteger(), nullable=False),
@@ -68,9 +70,10 @@ def upgrade() -> None:
         sa.Column("ttft_count", sa.BigInteger(), nullable=False),
         sa.Column("throughput_sum", sa.Float(), nullable=False),
         sa.Column("throughput_count", sa.BigInteger(), nullable=False),
-        sa.PrimaryKeyConstraint("hour", "dimension", "model", "name", name="pk_stats_hourly"),
+        sa.PrimaryKeyConstraint(
+            "size", "dimension", "bucket", "model", "name", name="pk_stats_rollup"
+        ),
     )
-    op.create_index("ix_stats_hourly_dimension_hour", "stats_hourly", ["dimension", "hour"])
     op.create_table(
         "attempt_stats_hourly",
         sa.Column("hour", UTCDateTime(), nullable=False),
@@ -107,4 +110,4 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index("ix_attempts_failed_created", table_name="attempts")
     op.drop_table("attempt_stats_hourly")
-    op.drop_table("stats_hourly")
+    op.drop_table("stats_rollup")
