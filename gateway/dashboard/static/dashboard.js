@@ -136,8 +136,10 @@
       cell(tr, "requests", String(row.requests), { value: row.requests, className: "num" });
       const share = row.request_share === null ? "–" : `${(row.request_share * 100).toFixed(1)}%`;
       cell(tr, "request_share", share, { value: row.request_share, className: "num" });
-      const errors = Object.entries(row.errors || {}).map(([k, n]) => `${k} ${n}`).join(", ");
-      cell(tr, "errors", errors || "–", { value: row.errors });
+      const entries = Object.entries(row.errors || {});
+      const errors = entries.map(([k, n]) => `${k.replace(/^Upstream/, "")} ${n}`).join(", ");
+      const errorCell = cell(tr, "errors", errors || "–", { value: row.errors });
+      if (entries.length) errorCell.title = entries.map(([k, n]) => `${k}: ${n}`).join("\n");
       [...tr.children].forEach((td, i) => { td.dataset.label = headers[i] || ""; });  // phone cards
       rows.push(tr);
     }
