@@ -199,6 +199,14 @@ async def test_dashboard_shows_what_the_stats_api_says(
                 path=str(screenshots / "dashboard-failures-390.png"), full_page=True
             )
             assert not errors, errors
+
+            # Automation logs in with the fragment, which then leaves the address bar.
+            context = await browser.new_context(viewport={"width": 1280, "height": 900})
+            robot = await context.new_page()
+            await robot.goto(f"{gw.url}/dashboard#token={ADMIN_TOKEN}")
+            await robot.locator("[data-testid=providers-table] tr[data-provider=alpha]").wait_for()
+            assert ADMIN_TOKEN not in robot.url
+            await context.close()
             for name in ("dashboard-1280.png", "dashboard-390.png"):
                 assert (screenshots / name).stat().st_size > 10_000
     finally:
