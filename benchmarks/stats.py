@@ -140,17 +140,20 @@ async def seed(dsn: str, generations: int, now: datetime) -> dict[str, float]:
             n += count
             print(f"  seeded day {i + 1}/{DAYS}: {n - 1:,} generations", flush=True)
         timings["generations"] = time.monotonic() - started
+        print(f"  generations: {timings['generations']:.0f} s", flush=True)
         started = time.monotonic()
         for i in range(DAYS):
             lower = start_ts + timedelta(days=i)
             await conn.execute(insert_attempts, lower, lower + timedelta(days=1))
         timings["attempts"] = time.monotonic() - started
+        print(f"  attempts: {timings['attempts']:.0f} s", flush=True)
         started = time.monotonic()
         migration = importlib.import_module("migrations.versions.0006_stats_rollups")
         await conn.execute(_usage_rollup_sql())
         await conn.execute(migration.BACKFILL_STATS)
         await conn.execute(migration.BACKFILL_ATTEMPTS)
         timings["rollups"] = time.monotonic() - started
+        print(f"  rollups: {timings['rollups']:.0f} s", flush=True)
         started = time.monotonic()
         await conn.execute("ANALYZE")
         timings["analyze"] = time.monotonic() - started
@@ -168,7 +171,7 @@ async def counts(dsn: str) -> dict[str, int]:
                 "generations",
                 "attempts",
                 "usage_hourly",
-                "stats_hourly",
+                "stats_rollup",
                 "attempt_stats_hourly",
             )
         }
