@@ -30,9 +30,11 @@ To = Annotated[str | None, QueryParameter(name="to")]
 
 
 def _json(body: dict[str, Any]) -> Response[bytes]:
-    return Response(
-        _encode(body), media_type="application/json", headers={"Cache-Control": "no-store"}
-    )
+    return _json_bytes(_encode(body))
+
+
+def _json_bytes(body: bytes) -> Response[bytes]:
+    return Response(body, media_type="application/json", headers={"Cache-Control": "no-store"})
 
 
 def _now() -> datetime:
@@ -116,15 +118,13 @@ class StatsController(Controller):
         size = params.bucket_of(bucket)
         group = params.group_by_of(group_by)
         period = params.period_of(start, end, _now(), size)
-        rows = await queries.usage(resources.engine, period, size, group, viewer.api_key_id)
-        return _json(
-            {
-                "data": [views.usage_row(row, group) for row in rows],
-                "period": _period_json(period),
-                "bucket": size,
-                "group_by": group,
-            }
-        )
+        about = {"period": _period_json(period), "bucket": size, "group_by": group}
+        engine, key = resources.engine, viewer.api_key_id
+        data = await queries.usage_json(engine, period, size, group, key)
+        if data is not None:  # Postgres built the rows' JSON itself: splice it in
+            return _json_bytes(b'{"data":' + data.encode() + b"," + _encode(about)[1:])
+        rows = await queries.usage(engine, period, size, group, key)
+        return _json({"data": [views.usage_row(row, group) for row in rows], **about})
 
     @get("/apps")
     async def apps(

@@ -12,7 +12,19 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal
 
-from sqlalchemy import BigInteger, ColumnElement, Float, Table, cast, func, literal_column, select
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Float,
+    Select,
+    Table,
+    Text,
+    cast,
+    func,
+    literal_column,
+    select,
+)
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.db.models import attempts, usage_hourly
@@ -61,25 +73,40 @@ def _typed(name: str, value: Any) -> Any:
     return float(value) if name in FLOAT_SUMS else int(value)
 
 
+def _grouped_select(
+    table: Table,
+    keys: Sequence[Key],
+    sums: Sequence[str],
+    where: Sequence[ColumnElement[bool]],
+    unique: bool,
+) -> Select[Any]:
+    columns = [
+        (func.date_trunc("day", k.column, "UTC") if k.day else k.column).label(k.name) for k in keys
+    ]
+    if unique:  # the rows already have the keys' grain: read them as they are
+        return (
+            select(*columns, *(table.c[s].label(s) for s in sums)).where(*where).order_by(*columns)
+        )
+    return (
+        select(*columns, *(_sum(table, s).label(s) for s in sums))
+        .where(*where)
+        .group_by(*columns)
+        .order_by(*columns)
+    )
+
+
 async def grouped(
     engine: AsyncEngine,
     table: Table,
     keys: Sequence[Key],
     sums: Sequence[str],
     where: Sequence[ColumnElement[bool]],
+    unique: bool = False,
 ) -> list[dict[str, Any]]:
-    """`sums` of `table`'s rows matching `where`, per distinct `keys`, in key order."""
+    """`sums` of `table`'s rows matching `where`, per distinct `keys`, in key order (`unique`:
+    the rows matching `where` are already one per key)."""
     if engine.dialect.name == "postgresql":
-        columns = [
-            (func.date_trunc("day", k.column, "UTC") if k.day else k.column).label(k.name)
-            for k in keys
-        ]
-        query = (
-            select(*columns, *(_sum(table, s).label(s) for s in sums))
-            .where(*where)
-            .group_by(*columns)
-            .order_by(*columns)
-        )
+        query = _grouped_select(table, keys, sums, where, unique)
         names = [*(k.name for k in keys), *sums]
         async with engine.connect() as conn:
             result = await conn.execute(query)
@@ -127,14 +154,17 @@ def _rollup(dimension: str, period: Period, size: str | None = None) -> list[Col
     ]
 
 
-async def usage(
-    engine: AsyncEngine,
-    period: Period,
-    bucket: Bucket,
-    group_by: GroupBy,
-    api_key_id: str | None,
-) -> list[dict[str, Any]]:
-    """Usage per bucket and group; `api_key_id` limits it to one key's traffic."""
+@dataclass(frozen=True, slots=True)
+class _Read:
+    """Which rollup rows answer a usage query, and how they are grouped."""
+
+    table: Table
+    keys: list[Key]
+    where: list[ColumnElement[bool]]
+    unique: bool
+
+
+def _usage_read(period: Period, bucket: Bucket, group_by: GroupBy, api_key_id: str | None) -> _Read:
     if api_key_id is not None:
         column = {
             "model": usage_hourly.c.model,
@@ -144,12 +174,53 @@ async def usage(
         }[group_by]
         keys = [Key("bucket", usage_hourly.c.hour, bucket == "day"), Key(group_by, column)]
         where = [*_in(usage_hourly, period), usage_hourly.c.api_key_id == api_key_id]
-        return await grouped(engine, usage_hourly, keys, USAGE_SUMS, where)
+        return _Read(usage_hourly, keys, where, unique=False)
     dimension = {"model": "provider", "provider": "provider", "key": "key", "app": "app"}
     column = stats_rollup.c.model if group_by == "model" else stats_rollup.c.name
     keys = [Key("bucket", stats_rollup.c.bucket), Key(group_by, column)]
     where = _rollup(dimension[group_by], period, bucket)
-    return await grouped(engine, stats_rollup, keys, USAGE_SUMS, where)
+    # Key and app rows are one per (bucket, name); provider rows are per (model, provider).
+    return _Read(stats_rollup, keys, where, unique=group_by in ("key", "app"))
+
+
+async def usage(
+    engine: AsyncEngine,
+    period: Period,
+    bucket: Bucket,
+    group_by: GroupBy,
+    api_key_id: str | None,
+) -> list[dict[str, Any]]:
+    """Usage per bucket and group; `api_key_id` limits it to one key's traffic."""
+    read = _usage_read(period, bucket, group_by, api_key_id)
+    return await grouped(engine, read.table, read.keys, USAGE_SUMS, read.where, read.unique)
+
+
+async def usage_json(
+    engine: AsyncEngine,
+    period: Period,
+    bucket: Bucket,
+    group_by: GroupBy,
+    api_key_id: str | None,
+) -> str | None:
+    """Postgres: the rows of `usage`, already shaped as `views.usage_row` does, as one JSON
+    array built by the server (10,000 rows: ~40 ms less than building them here). None on
+    SQLite."""
+    if engine.dialect.name != "postgresql":
+        return None
+    read = _usage_read(period, bucket, group_by, api_key_id)
+    rows = _grouped_select(read.table, read.keys, USAGE_SUMS, read.where, read.unique).subquery()
+    bucket_text = func.to_char(
+        func.timezone("UTC", rows.c.bucket), literal_column('\'YYYY-MM-DD"T"HH24:MI:SS"+00:00"\'')
+    )
+    fields: list[Any] = ["bucket", bucket_text, group_by, rows.c[group_by]]
+    for name in USAGE_SUMS:
+        value = rows.c[name]
+        fields += [name, cast(func.trim_scale(value), Text) if name in MONEY_SUMS else value]
+    ordered = aggregate_order_by(func.json_build_object(*fields), rows.c.bucket, rows.c[group_by])
+    query = select(cast(func.coalesce(func.json_agg(ordered), literal_column("'[]'::json")), Text))
+    async with engine.connect() as conn:
+        text: str = (await conn.execute(query)).scalar_one()
+    return text
 
 
 APP_SUMS = ("requests", "prompt_tokens", "completion_tokens", "cached_tokens", "cost")

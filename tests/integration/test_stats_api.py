@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from gateway.stats import queries, views
 from providers.simulator.server import start_fleet
 from tests.integration.keys_fixtures import (
     admin_headers,
@@ -76,6 +78,18 @@ async def test_stats_api_matches_the_ledger(
 
             usage = await _get(client, "/api/v1/stats/usage", group_by="provider", bucket="day")
             by_provider = {row["provider"]: row for row in usage["data"]}
+            for group_by in ("model", "provider", "key", "app"):  # Postgres shapes JSON itself
+                for bucket in ("hour", "day"):
+                    body = await _get(
+                        client, "/api/v1/stats/usage", group_by=group_by, bucket=bucket
+                    )
+                    period = queries.Period(
+                        datetime.fromisoformat(body["period"]["from"]),
+                        datetime.fromisoformat(body["period"]["to"]),
+                    )
+                    rows = await queries.usage(engine, period, bucket, group_by, None)
+                    assert body["data"] == [views.usage_row(r, group_by) for r in rows]
+                    assert body["data"] and body["bucket"] == bucket
             assert set(by_provider) == set(ledger)
             for provider, row in by_provider.items():
                 assert row["requests"] == ledger[provider]["requests"]
