@@ -13,17 +13,20 @@ from litestar.types import ControllerRouterHandler
 from gateway.catalog.controller import list_endpoints, list_models, list_providers
 from gateway.chat.controller import chat_completions
 from gateway.edge import EdgeGuard
+from gateway.dashboard.controller import dashboard, dashboard_asset
 from gateway.errors import handle_exception
 from gateway.generations.controller import get_generation
 from gateway.health import health, ready
 from gateway.keys.admin import KeysAdminController
 from gateway.keys.controller import get_credits, get_current_key
 from gateway.keys.guard import provide_api_key
-from gateway.ledger.controller import ledger_status, metrics
+from gateway.ledger.controller import ledger_status
 from gateway.logs import configure_logging
 from gateway.openapi import openapi_route
+from gateway.metrics.controller import metrics
 from gateway.resources import Resources, open_resources
 from gateway.settings import Settings
+from gateway.stats.controller import StatsController
 
 
 def _resources(state: State) -> Resources:
@@ -52,13 +55,20 @@ def create_app(settings: Settings | None = None) -> Litestar:
         KeysAdminController,
         list_providers,
         get_credits,
+        StatsController,
     ]
     dependencies = {
         "resources": Provide(_resources, sync_to_thread=False),
         "api_key": Provide(provide_api_key, sync_to_thread=False),
     }
     app = Litestar(
-        route_handlers=[chat_completions, *handlers, openapi_route(handlers, dependencies)],
+        route_handlers=[
+            chat_completions,
+            *handlers,
+            openapi_route(handlers, dependencies),
+            dashboard,  # pages, not API: left out of the OpenAPI document
+            dashboard_asset,
+        ],
         lifespan=[lifespan],
         dependencies=dependencies,
         exception_handlers={Exception: handle_exception},

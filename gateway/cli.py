@@ -92,20 +92,23 @@ def _print_endpoints(settings: Settings) -> None:
 def _run_uvicorn(settings: Settings) -> None:
     import uvicorn
 
+    from gateway.metrics.multiproc import shared_metrics_dir
+
     server = settings.server
-    uvicorn.run(
-        "gateway.app:app_from_env",
-        factory=True,
-        host=server.host,
-        port=server.port,
-        workers=server.workers,
-        loop="uvloop",
-        http="gateway.server_protocol:BoundedHttpToolsProtocol",  # httptools, with limits
-        log_level=server.log_level,
-        access_log=False,
-        lifespan="on",
-        timeout_graceful_shutdown=server.shutdown_timeout_s,
-    )
+    with shared_metrics_dir(server.workers):  # every worker's Prometheus samples are summed
+        uvicorn.run(
+            "gateway.app:app_from_env",
+            factory=True,
+            host=server.host,
+            port=server.port,
+            workers=server.workers,
+            loop="uvloop",
+            http="gateway.server_protocol:BoundedHttpToolsProtocol",  # httptools, with limits
+            log_level=server.log_level,
+            access_log=False,
+            lifespan="on",
+            timeout_graceful_shutdown=server.shutdown_timeout_s,
+        )
 
 
 def _ledger_writer(args: argparse.Namespace) -> int:

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from gateway.chat.service import ChatService
 from gateway.keys.keyring import Keyring, open_keyring
 from gateway.ledger.lifecycle import Ledger, open_ledger
+from gateway.metrics.prometheus import GatewayMetrics, MeteredLedger, open_breakers, open_metrics
 from gateway.resp import RespClient
 from gateway.settings import Settings
 from providers.catalog import Catalog, load_catalog
@@ -49,6 +50,7 @@ class Resources:
     keys: Keyring
     routing: Routing | None = None
     llamacpp: LlamaCppMonitor | None = None
+    metrics: GatewayMetrics | None = None
 
     def endpoint_stats(self) -> dict[str, dict[str, Any]]:
         """Live figures per endpoint id for the endpoints listing (from the routing snapshot)."""
@@ -127,7 +129,10 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
         )
         planner, executor = routing.planner, routing.executor
         planner.availability = llamacpp.unavailable  # spill-over: busy or loading servers yield
-        chat = ChatService(planner, executor, ledger, keyring.limiter)
+        metrics = await stack.enter_async_context(
+            open_metrics(open_breakers(catalog, routing.live.snapshot))
+        )
+        chat = ChatService(planner, executor, MeteredLedger(ledger, metrics), keyring.limiter)
         yield Resources(
             settings,
             catalog,
@@ -142,4 +147,5 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
             keyring,
             routing,
             llamacpp,
+            metrics,
         )

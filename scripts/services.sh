@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Makes sure PostgreSQL (127.0.0.1:5432) and Redis (127.0.0.1:6379) answer on loopback and wrk
-# is installed:
+# and Debian's chromium (the browser tests drive it through Playwright) are installed:
 # uses running ones, starts installed ones, installs them from Debian packages when missing.
 set -euo pipefail
 
@@ -60,7 +60,14 @@ ensure_wrk() {  # the load generator of the benchmark harness (and its smoke tes
   command -v wrk >/dev/null || apt_install wrk
 }
 
+ensure_chromium() {  # Debian's package, never a browser Playwright downloads
+  if command -v chromium >/dev/null || command -v chromium-browser >/dev/null; then return; fi
+  apt_install chromium
+  command -v chromium >/dev/null || die "chromium is still missing after apt-get install chromium"
+}
+
 ensure_postgres
 ensure_redis
 ensure_wrk
-echo "services: PostgreSQL 127.0.0.1:$PG_PORT and Redis 127.0.0.1:$REDIS_PORT are up; wrk is installed" >&2
+ensure_chromium
+echo "services: PostgreSQL 127.0.0.1:$PG_PORT and Redis 127.0.0.1:$REDIS_PORT are up; wrk and chromium are installed" >&2

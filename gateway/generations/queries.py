@@ -35,13 +35,13 @@ def created_window(generation_id: str) -> tuple[datetime, datetime] | None:
 
 
 async def find_generation(
-    engine: AsyncEngine, generation_id: str, api_key_id: str | None
+    engine: AsyncEngine, generation_id: str, api_key_id: str | None, *, any_key: bool = False
 ) -> GenerationRecord | None:
-    """The generation if it exists and belongs to `api_key_id` (None: anonymous callers)."""
-    query = select(generations).where(
-        generations.c.id == generation_id,
-        generations.c.api_key_id.is_not_distinct_from(api_key_id),
-    )
+    """The generation if it exists and belongs to `api_key_id` (None: anonymous callers);
+    `any_key`: whoever it belongs to (the admin's stats API)."""
+    query = select(generations).where(generations.c.id == generation_id)
+    if not any_key:
+        query = query.where(generations.c.api_key_id.is_not_distinct_from(api_key_id))
     window = created_window(generation_id)
     if window is not None:
         query = query.where(generations.c.created_at.between(*window))

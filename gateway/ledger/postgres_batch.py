@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from gateway.db.models import attempts, generations
 from gateway.ledger.rollup import KEY_COLUMNS
 from gateway.ledger.rows import LedgerRows
+from gateway.stats.rollups import ATTEMPT_INPUTS_ALL, GENERATION_INPUTS, postgres_ctes
 
 STATEMENT_NAME = "ledger batch (generations, attempts, usage_hourly)"
 
@@ -84,19 +85,20 @@ WITH inserted AS (
     INSERT INTO generations ({_names(generations)})
     SELECT {_names(generations)} FROM json_populate_recordset(NULL::generations, $1::json)
     ON CONFLICT (id, created_at) DO NOTHING
-    RETURNING id, {", ".join(ROLLUP_INPUTS)}
+    RETURNING id, {", ".join([*ROLLUP_INPUTS, *GENERATION_INPUTS])}
 ), attempt_rows AS (
     INSERT INTO attempts ({_names(attempts)})
     SELECT {", ".join(f"a.{c.name}" for c in attempts.columns)}
     FROM json_populate_recordset(NULL::attempts, $2::json) AS a
     JOIN inserted ON inserted.id = a.generation_id AND inserted.created_at = a.created_at
     ON CONFLICT DO NOTHING
+    RETURNING {", ".join(ATTEMPT_INPUTS_ALL)}
 ), rollup_rows AS (
     INSERT INTO usage_hourly ({", ".join([*ROLLUP_KEYS, *ROLLUP_SUMS])})
     SELECT {keys}, {", ".join(ROLLUP_SUMS.values())} FROM inserted
     GROUP BY {positions} ORDER BY {positions}
     ON CONFLICT ({", ".join(KEY_COLUMNS)}) DO UPDATE SET {updates}
-)
+), {postgres_ctes("inserted", "attempt_rows")}
 SELECT count(*) FROM inserted
 """
 

@@ -26,6 +26,7 @@ from gateway.ledger.rollup import (
 )
 from gateway.ledger.rows import LedgerRows
 from gateway.ledger.upkeep import Upkeep
+from gateway.stats import rollups as stats_rollups
 
 
 def _unique(batch: Sequence[LedgerRows]) -> list[LedgerRows]:
@@ -79,6 +80,7 @@ async def _write_portable(conn: AsyncConnection, batch: Sequence[LedgerRows]) ->
     if totals:
         await _merge_existing(conn, totals)
         await conn.execute(_UPSERT_ROLLUP, [rollup_row(key, sums) for key, sums in totals.items()])
+    await stats_rollups.write_portable(conn, [rows.generation for rows in new], attempt_rows)
     return len(new)
 
 

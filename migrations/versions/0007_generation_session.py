@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0007_generation_session"
-down_revision: str | Sequence[str] | None = "0004_dead_letters"
+down_revision: str | Sequence[str] | None = "0006_stats_rollups"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,0 +1,1 @@
+"""Prometheus metrics of the request path and the `/metrics` endpoint."""
