@@ -19,6 +19,7 @@ from gateway.keys.controller import get_current_key
 from gateway.keys.guard import provide_api_key
 from gateway.ledger.controller import ledger_status, metrics
 from gateway.logs import configure_logging
+from gateway.reports.controller import activity, billing
 from gateway.resources import Resources, open_resources
 from gateway.settings import Settings
 
@@ -49,6 +50,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             metrics,
             get_current_key,
             KeysAdminController,
+            billing,
+            activity,
         ],
         lifespan=[lifespan],
         dependencies={

@@ -32,6 +32,7 @@ from gateway.keys.worst_case import worst_case_of
 from gateway.ledger.events import GenerationEvent, LedgerSink
 from gateway.resp import Batch
 from providers.errors import MidStreamError, UpstreamError
+from providers.price_version import price_version
 from providers.pricing import ZERO, cost_of
 from providers.usage import Usage
 from routing.executor import Executor, GenerationFailed, OpenedStream
@@ -177,6 +178,7 @@ class ChatService:
         payload["usage"] = usage_body(completion.usage, cost)
         native = first_finish_reason(payload.get("choices"))
         event.provider, event.endpoint_id = endpoint.provider, endpoint.id
+        event.price_version = price_version(endpoint)
         event.usage, event.cost, event.attempts = completion.usage, cost, served.attempts
         event.native_finish_reason = None if native is None else str(native)
         event.finish_reason = normalize_finish_reason(native)
@@ -209,6 +211,7 @@ class ChatService:
     ) -> AsyncIterator[bytes]:
         endpoint, model, gen_id = opened.endpoint, request.route.model, event.id
         event.provider, event.endpoint_id = endpoint.provider, endpoint.id
+        event.price_version = price_version(endpoint)
         event.ttft_s = time.monotonic() - started
         usage: Usage | None = None
         native: Any = None
