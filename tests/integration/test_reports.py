@@ -37,6 +37,7 @@ from tests.integration.keys_fixtures import (
 )
 from tests.integration.ledger_fixtures import wait_for_ids
 from tests.support.gateway import run_gateway, write_catalog
+from tests.support.polling import eventually
 from tests.unit.ledger.factories import make_event
 
 MODEL = "openai/gpt-oss-20b"
@@ -458,3 +459,55 @@ async def test_bad_report_parameters_get_a_clear_400_and_change_nothing(stack: S
             assert error["code"] == "bad_request" and error["metadata"] == {"parameter": parameter}
         empty = await report(client, admin_headers(), group_by="key,provider")
         assert empty["data"] == [] and figures(empty["totals"])["cost"] == 0
+
+
+async def test_the_embedded_sqlite_default_reports_the_same_exact_figures(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    catalog = write_catalog(
+        tmp_path / "catalog.toml", {"alpha": fleet.url_for("alpha"), "beta": fleet.url_for("beta")}
+    )
+    database = f"sqlite+aiosqlite:///{tmp_path / 'gateway.sqlite3'}"
+    settings = key_settings(catalog, database, redis_url=None, redis_prefix="gw:")
+    async with (
+        run_gateway(settings) as gw,
+        httpx.AsyncClient(base_url=gw.url, timeout=30) as client,
+    ):
+        keys = dict([await create_key(client, name=n) for n in ("one", "two")])
+        sent = {
+            key_id: [
+                await send(client, secret, provider, "App", stream)
+                for provider in ("alpha", "beta")
+                for stream in (False, True)
+            ]
+            for key_id, secret in keys.items()
+        }
+
+        async def landed() -> bool:
+            got = await report(client, admin_headers(), group_by="")
+            return bool(got["totals"]["requests"] == 8)
+
+        await eventually(landed, timeout_s=20, what="8 generations in the SQLite rollup")
+        records = {
+            key_id: [await generation(client, keys[key_id], g) for g in ids]
+            for key_id, ids in sent.items()
+        }
+        everything = expected_totals([r for rs in records.values() for r in rs])
+        assert everything["cached_tokens"] > 0
+        for group_by in GROUPINGS:
+            got = await report(client, admin_headers(), group_by=group_by)
+            assert figures(got["totals"]) == everything, group_by
+            assert summed(got["data"]) == everything, group_by
+        for key_id, secret in keys.items():
+            own = await report(client, bearer(secret), group_by="key,provider")
+            assert figures(own["totals"]) == expected_totals(records[key_id])
+        activity = decimal_json(
+            (
+                await client.get(
+                    "/api/v1/activity",
+                    params={"date": today().isoformat()},
+                    headers=admin_headers(),
+                )
+            ).text
+        )["data"]
+        assert sum(Decimal(str(i["usage"])) for i in activity) == everything["cost"]
