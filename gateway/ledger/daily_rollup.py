@@ -49,8 +49,17 @@ class DailySums:
     cache_discount: Decimal = ZERO
 
     def add(self, other: DailySums) -> None:
-        for f in fields(self):
-            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+        # Spelled out: reports add up to tens of thousands of rows per request.
+        self.requests += other.requests
+        self.errors += other.errors
+        self.cancelled += other.cancelled
+        self.prompt_tokens += other.prompt_tokens
+        self.completion_tokens += other.completion_tokens
+        self.cached_tokens += other.cached_tokens
+        self.cache_write_tokens += other.cache_write_tokens
+        self.reasoning_tokens += other.reasoning_tokens
+        self.cost += other.cost
+        self.cache_discount += other.cache_discount
 
     def as_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}

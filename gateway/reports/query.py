@@ -12,7 +12,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, Date, cast, func, select
+from sqlalchemy import BigInteger, ColumnElement, Date, cast, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.db.keys import api_keys
@@ -34,6 +34,7 @@ _COLUMN = {
     "month": "day",
 }
 ALL_KEYS = None  # a scope that reads every key (the admin token)
+MONEY_SUMS = frozenset({"cost", "cache_discount"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,35 +85,53 @@ async def run_report(engine: AsyncEngine, query: ReportQuery) -> list[ReportRow]
     where = [usage_daily.c.day >= query.period.start, usage_daily.c.day < query.period.end]
     if query.api_key_id is not ALL_KEYS:
         where.append(usage_daily.c.api_key_id == query.api_key_id)
-    if postgres:
-        summed = [func.sum(usage_daily.c[c]).label(c) for c in DAILY_SUM_COLUMNS]
+    if postgres:  # NUMERIC sums are exact; counts back as bigint, not NUMERIC
+        summed = [
+            (
+                func.sum(usage_daily.c[c])
+                if c in MONEY_SUMS
+                else cast(func.sum(usage_daily.c[c]), BigInteger)
+            ).label(c)
+            for c in DAILY_SUM_COLUMNS
+        ]
         statement = select(*groups, *summed).where(*where)
         if groups:
-            statement = statement.group_by(*groups)
-    else:
-        statement = select(*groups, *(usage_daily.c[c] for c in DAILY_SUM_COLUMNS)).where(*where)
+            statement = statement.group_by(*groups).order_by(*groups)
+    else:  # decimal text: summed below, in group order
+        columns = (usage_daily.c[c] for c in DAILY_SUM_COLUMNS)
+        statement = select(*groups, *columns).where(*where).order_by(*groups)
+    width = len(query.groups)
     totals: dict[tuple[Any, ...], DailySums] = {}
     async with engine.connect() as conn:
         result = await conn.execute(statement)
-        for row in result.mappings():
-            key = tuple(_value(name, row[name]) for name in query.groups)
-            sums = DailySums(**{c: _exact(c, row[c]) for c in DAILY_SUM_COLUMNS})
-            totals.setdefault(key, DailySums()).add(sums)
-    rows = [ReportRow(dict(zip(query.groups, key, strict=True)), s) for key, s in totals.items()]
-    rows.sort(key=lambda r: tuple(_sort_key(r.group[name]) for name in query.groups))
-    return rows
+        if postgres:  # one row per group already, exact numbers already
+            for row in result:
+                totals[tuple(row[:width])] = DailySums(*(_exact(v) for v in row[width:]))
+        else:
+            for row in result:
+                sums = DailySums(*(_exact(v) for v in row[width:]))
+                key = tuple(_value(n, raw) for n, raw in zip(query.groups, row, strict=False))
+                found = totals.get(key)
+                if found is None:
+                    totals[key] = sums
+                else:
+                    found.add(sums)
+    if not query.groups and next(iter(totals.values()), DailySums()).requests == 0:
+        return []  # Postgres' sums over no rows
+    names = query.groups
+    return [
+        ReportRow({name: _value(name, raw) for name, raw in zip(names, key, strict=True)}, sums)
+        for key, sums in totals.items()
+    ]
 
 
-def _exact(column: str, value: Any) -> Any:
+def _exact(value: Any) -> Any:
+    """A summed value as an exact number (None: Postgres' sum over no rows)."""
     if value is None:
-        return DailySums().as_dict()[column]  # Postgres sum() over no rows
-    if column in ("cost", "cache_discount"):
-        return value if isinstance(value, Decimal) else Decimal(str(value))
-    return int(value)
-
-
-def _sort_key(value: Any) -> tuple[int, str]:
-    return (0, "") if value is None else (1, str(value))
+        return 0
+    if value.__class__ is int or value.__class__ is Decimal:
+        return value
+    return Decimal(str(value))  # decimal text
 
 
 def total_of(rows: Sequence[ReportRow]) -> DailySums:
