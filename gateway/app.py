@@ -19,7 +19,7 @@ from gateway.keys.controller import get_current_key
 from gateway.keys.guard import provide_api_key
 from gateway.ledger.controller import ledger_status, metrics
 from gateway.logs import configure_logging
-from gateway.reports.controller import activity, billing
+from gateway.reports.controller import activity, billing, statement
 from gateway.resources import Resources, open_resources
 from gateway.settings import Settings
 
@@ -51,6 +51,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             get_current_key,
             KeysAdminController,
             billing,
+            statement,
             activity,
         ],
         lifespan=[lifespan],

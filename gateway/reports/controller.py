@@ -1,5 +1,6 @@
-"""`GET /api/v1/reports/billing` (JSON or CSV) and `GET /api/v1/activity` (OpenRouter's shape):
-exact sums from the daily rollup, scoped to the caller's key unless it holds the admin token.
+"""`GET /api/v1/reports/billing` (JSON or CSV), `GET /api/v1/reports/statement` (a key's month
+as JSON, CSV or HTML) and `GET /api/v1/activity` (OpenRouter's shape): exact sums from the daily
+rollup, scoped to the caller's key unless it holds the admin token.
 """
 
 from __future__ import annotations
@@ -13,13 +14,16 @@ from litestar.di import NamedDependency
 from gateway.chat.relay import encode
 from gateway.errors import BadRequest
 from gateway.reports.billing import FORMATS, GroupByError, billing_report, parse_group_by
-from gateway.reports.periods import PeriodError, activity_period, parse_period
-from gateway.reports.query import ReportQuery, run_report
+from gateway.reports.periods import PeriodError, activity_period, parse_month, parse_period
+from gateway.reports.query import ALL_KEYS, ReportQuery, run_report
 from gateway.reports.scope import report_scope
+from gateway.reports.statement import FORMATS as STATEMENT_FORMATS
+from gateway.reports.statement import build_statement
 from gateway.reports.views import activity_item
 from gateway.resources import Resources
 
 BILLING_PATHS = ["/api/v1/reports/billing"]
+STATEMENT_PATHS = ["/api/v1/reports/statement"]
 ACTIVITY_PATHS = ["/api/v1/activity"]
 ACTIVITY_GROUPS = ("day", "model", "provider", "endpoint_id")
 MAX_PARAMETER_CHARS = 200  # a query parameter longer than any valid one is refused unread
@@ -79,3 +83,35 @@ async def activity(
     return Response(
         encode({"data": [activity_item(row) for row in rows]}), media_type="application/json"
     )
+
+
+@get(STATEMENT_PATHS)
+async def statement(
+    request: Request[Any, Any, Any], resources: NamedDependency[Resources]
+) -> Response[bytes]:
+    """One key's month; a user key gets its own (`key_id` defaults to it), admin names one."""
+    scope = _scope(request, resources)
+    if scope is ALL_KEYS:
+        raise BadRequest(
+            "a statement is for one key: pass `key_id`", metadata={"parameter": "key_id"}
+        )
+    fmt = _param(request, "format") or "json"
+    if fmt not in STATEMENT_FORMATS:
+        raise BadRequest("`format` must be json, csv or html", metadata={"parameter": "format"})
+    now = datetime.now(UTC)
+    try:
+        period = parse_month(_param(request, "month") or now.strftime("%Y-%m"))
+    except PeriodError as exc:
+        raise BadRequest(str(exc), metadata={"parameter": exc.parameter}) from exc
+    made = await build_statement(resources.engine, scope, period, now)
+    safe = "".join(c for c in scope if c.isascii() and (c.isalnum() or c in "-_"))
+    name = f"statement-{made.month}-{safe}"
+    if fmt == "csv":
+        return Response(
+            made.csv().encode(),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="{name}.csv"'},
+        )
+    if fmt == "html":
+        return Response(made.html().encode(), media_type="text/html; charset=utf-8")
+    return Response(made.json().encode(), media_type="application/json")

@@ -347,6 +347,8 @@ async def test_a_user_key_reads_only_its_own_rows_through_every_report_route(
             ("/api/v1/reports/billing", {**period(), "key_id": theirs, "format": "csv"}),
             ("/api/v1/activity", {"date": day, "key_id": theirs}),
             ("/api/v1/activity", {"key_id": theirs}),
+            ("/api/v1/reports/statement", {"key_id": theirs}),
+            ("/api/v1/reports/statement", {"key_id": theirs, "format": "html"}),
         ):
             refused = await client.get(path, params=params, headers=bearer(my_secret))
             assert refused.status_code == 403, (path, refused.text)
@@ -373,6 +375,25 @@ async def test_a_user_key_reads_only_its_own_rows_through_every_report_route(
             "/api/v1/activity", params={"date": day}, headers=bearer(my_secret)
         )
         assert [i["provider_name"] for i in activity.json()["data"]] == ["alpha"]
+
+        month = today().strftime("%Y-%m")
+        own_statement = await client.get(
+            "/api/v1/reports/statement", params={"month": month}, headers=bearer(my_secret)
+        )
+        assert own_statement.status_code == 200, own_statement.text
+        made = own_statement.json()
+        assert made["key"] == {"id": mine, "name": "mine"}
+        assert Decimal(made["totals"]["cost"]) == expected_totals(my_records)["cost"]
+        assert [line["provider"] for line in made["lines"]] == ["alpha"]
+        page = await client.get(
+            "/api/v1/reports/statement",
+            params={"month": month, "format": "html", "key_id": theirs},
+            headers=admin_headers(),
+        )
+        assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+        assert "theirs" in page.text and "Mine" not in page.text
+        no_key = await client.get("/api/v1/reports/statement", headers=admin_headers())
+        assert no_key.status_code == 400
 
         filtered = await report(client, admin_headers(), key_id=theirs, group_by="key,provider")
         assert [line["key"] for line in filtered["data"]] == [theirs]
