@@ -5,12 +5,12 @@ backfills it from the hourly rollup."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import pytest
 from sqlalchemy import select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -111,12 +111,9 @@ def _to_0002(connection: Connection) -> None:
     command.upgrade(alembic_config(connection), "0002_api_keys")
 
 
-@pytest.fixture(params=["postgres", "sqlite"])
-async def old_engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
-    if request.param == "postgres":
-        url = request.getfixturevalue("pg_database")
-    else:
-        url = f"sqlite+aiosqlite:///{tmp_path / 'old.sqlite3'}"
+@asynccontextmanager
+async def at_0002(url: str) -> AsyncIterator[AsyncEngine]:
+    """A database at the revision before this one (usage_hourly, no usage_daily)."""
     engine = create_async_engine(url)
     try:
         async with engine.begin() as conn:
@@ -126,7 +123,21 @@ async def old_engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIte
         await engine.dispose()
 
 
-async def test_the_migration_backfills_days_from_the_hourly_rollup(old_engine: AsyncEngine) -> None:
+async def test_the_migration_backfills_days_from_the_hourly_rollup_on_postgres(
+    pg_database: str,
+) -> None:
+    async with at_0002(pg_database) as engine:
+        await check_backfill(engine)
+
+
+async def test_the_migration_backfills_days_from_the_hourly_rollup_on_sqlite(
+    tmp_path: Path,
+) -> None:
+    async with at_0002(f"sqlite+aiosqlite:///{tmp_path / 'old.sqlite3'}") as engine:
+        await check_backfill(engine)
+
+
+async def check_backfill(old_engine: AsyncEngine) -> None:
     sqlite = old_engine.dialect.name == "sqlite"
     async with old_engine.begin() as conn:
         for hour, key, model, provider, app, requests, cost, discount in HOURLY:
