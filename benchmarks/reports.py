@@ -33,9 +33,9 @@ from gateway.reports.query import ReportQuery, run_report
 
 ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 MONTH = Period(date(2026, 10, 1), date(2026, 11, 1))
-KEYS = 200
-APPS = 4
-RUNS = 7
+KEYS = 500
+APPS = 3
+RUNS = 5
 
 # provider: prices before and after the 15th (USD per 1M tokens: prompt, completion, cache read).
 PROVIDERS = [
@@ -57,17 +57,20 @@ def _prices_values() -> str:
     return ",\n        ".join(rows)
 
 
-# One generation per i: spread over the month's days, keys, apps and providers; a price change on
-# the 15th for two providers; every 89th cancelled (half its tokens), every 97th failed (none).
+# One generation per i: every key is busy every day with several providers and two apps
+# (about 186,000 rollup rows for the month, each key's day with each provider and app apart);
+# a price change on the 15th for two providers; every 89th cancelled (half its completion),
+# every 97th failed (nothing billed).
 GENERATIONS = f"""
     WITH prices(idx, phase, provider, version, p, c, cr) AS (VALUES
         {_prices_values()}
     ), g AS (
         SELECT i,
                DATE '{MONTH.start.isoformat()}' + (i % {MONTH.days})::int AS day,
-               'key-' || lpad((i * 7919 % {KEYS})::text, 4, '0') AS api_key_id,
-               'app-' || (i % {APPS}) AS app,
-               (i / {MONTH.days}) % {len(PROVIDERS)} AS idx,
+               'key-' || lpad(((i / {MONTH.days}) % {KEYS})::text, 4, '0') AS api_key_id,
+               'app-' || (((i / {MONTH.days}) % {KEYS}) % {APPS}
+                          + (i / {MONTH.days * KEYS * len(PROVIDERS)}) % 2) AS app,
+               (i / {MONTH.days * KEYS}) % {len(PROVIDERS)} AS idx,
                CASE WHEN i % 97 = 0 THEN 0 WHEN i % 89 = 0 THEN 2 ELSE 1 END AS portion,
                200 + (i * 37) % 3000 AS prompt,
                20 + (i * 11) % 800 AS completion,
@@ -113,11 +116,13 @@ EXPECTED = GENERATIONS + "SELECT count(*), sum(cost), sum(cache_discount) FROM p
 REPORTS: list[tuple[str, tuple[str, ...], str | None]] = [
     ("month total (no grouping)", (), None),
     ("per model and provider (each price version)", ("model", "provider"), None),
-    ("per key", ("key",), None),
     ("per day", ("day",), None),
+    ("per key", ("key",), None),
+    ("per key and provider", ("key", "provider"), None),
     ("per key, app, model, provider", ("key", "app", "model", "provider"), None),
-    ("per key, provider and day (largest)", ("key", "provider", "day"), None),
+    ("per key and day", ("key", "day"), None),
     ("one user key, per provider and day", ("provider", "day"), "key-0042"),
+    ("export: per key, app, provider and day", ("key", "app", "provider", "day"), None),
 ]
 
 
@@ -149,11 +154,11 @@ async def measure(engine: AsyncEngine, expected: tuple[int, Decimal, Decimal]) -
         lines.append(f"| {label} | {len(report.lines):,} | {median:.0f} | {worst:.0f} |")
 
     async def csv_of_largest() -> Any:
-        return (await billing_report(engine, MONTH, ("key", "provider", "day"))).csv()
+        return (await billing_report(engine, MONTH, ("key", "app", "provider", "day"))).csv()
 
     median, worst, text = await _timed(csv_of_largest)
     lines.append(
-        f"| the largest as CSV ({len(text) // 1024:,} KiB) | {text.count(chr(10)) - 1:,} "
+        f"| the export as CSV ({len(text) // 1024:,} KiB) | {text.count(chr(10)) - 1:,} "
         f"| {median:.0f} | {worst:.0f} |"
     )
 

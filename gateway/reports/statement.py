@@ -110,14 +110,16 @@ _STYLE = """
   h1 { font-size: 16pt; margin: 0 0 .2em; }
   .meta { color: #444; margin-bottom: 1em; }
   table { border-collapse: collapse; width: 100%; }
-  th, td { border-bottom: 1px solid #ccc; padding: .25em .4em; text-align: left; }
-  td.n, th.n { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
-  thead th { border-bottom: 2px solid #111; }
+  th, td { border-bottom: 1px solid #ccc; padding: .25em .4em; text-align: left;
+           white-space: nowrap; }
+  td.n, th.n { text-align: right; font-variant-numeric: tabular-nums; }
+  thead th, thead th.n { border-bottom: 2px solid #111; white-space: normal;
+                         vertical-align: bottom; }
   tfoot td { border-top: 2px solid #111; font-weight: bold; }
-  .summary { margin: 1em 0; }
+  .summary { margin: 1em 0; width: auto; }
   .summary td { border: none; padding: .1em 1em .1em 0; }
   @page { size: A4 landscape; margin: 12mm; }
-  @media print { body { margin: 0; } thead { display: table-header-group; }
+  @media print { body { margin: 0; font-size: 9pt; } thead { display: table-header-group; }
                  tr { break-inside: avoid; } }
 """
 _HTML_COLUMNS = (
