@@ -247,6 +247,7 @@ async def test_every_grouping_adds_up_to_the_generations_to_the_last_unit(stack:
             ]
             assert figures(line) == expected_totals(mine)
             assert line["price_version"]  # every provider line names its price version
+            assert {r["price_version"] for r in mine} == {line["price_version"]}
 
         # Activity: OpenRouter's shape, and its usage for the day equals the report's cost.
         activity = await client.get(
