@@ -93,13 +93,29 @@ def billing_body(
     }
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _csv_text(value: str) -> str:
+    """Text a client chose (an app's `X-Title`) can't become a spreadsheet formula."""
+    return "'" + value if value.startswith(FORMULA_STARTS) else value
+
+
+def _csv_cell(name: str, value: Any) -> Any:
+    if value is None:
+        return ""
+    if name in MONEY:
+        return money(value)
+    return _csv_text(value) if isinstance(value, str) else value
+
+
 def to_csv(lines: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
     """A header row, then one row per line; money as exact decimal text, none as empty."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(columns)
     for line in lines:
-        writer.writerow(["" if line[c] is None else _json_value(c, line[c]) for c in columns])
+        writer.writerow([_csv_cell(c, line[c]) for c in columns])
     return out.getvalue()
 
 

@@ -54,3 +54,22 @@ def test_a_line_in_json_and_csv_says_the_same() -> None:
     assert {k: v or None for k, v in parsed.items()} == {
         k: None if v is None else str(v) for k, v in as_json.items()
     }
+
+
+def test_client_chosen_text_never_becomes_a_spreadsheet_formula() -> None:
+    groups = ("app",)
+    columns = [*group_columns(groups), *MEASURES]
+    sums = DailySums(requests=1, cost=Decimal("0.5"), cache_discount=Decimal("-0.1"))
+    lines = [
+        record(ReportRow({"app": title}, sums), groups, {})
+        for title in ('=HYPERLINK("http://x")', "+1", "@SUM(A1)", "-2", "plain")
+    ]
+    parsed = list(csv.DictReader(io.StringIO(to_csv(lines, columns))))
+    assert [row["app"] for row in parsed] == [
+        '\'=HYPERLINK("http://x")',
+        "'+1",
+        "'@SUM(A1)",
+        "'-2",
+        "plain",
+    ]
+    assert {row["cache_discount"] for row in parsed} == {"-0.1"}  # numbers stay numbers
