@@ -146,10 +146,16 @@ def add_subcommands(report: argparse.ArgumentParser) -> None:
         "billing", help="exact spend per key, app, model, provider, day or month"
     )
     billing.add_argument(
-        "--from", dest="start", help="first UTC day, YYYY-MM-DD (default: this month's first)"
+        "--from",
+        dest="start",
+        metavar="YYYY-MM-DD",
+        help="first UTC day (default: this month's first)",
     )
     billing.add_argument(
-        "--to", dest="end", help="UTC day after the last, YYYY-MM-DD (default: next month's first)"
+        "--to",
+        dest="end",
+        metavar="YYYY-MM-DD",
+        help="UTC day after the last: exclusive (default: next month's first)",
     )
     billing.add_argument(
         "--group-by",
@@ -167,7 +173,7 @@ def add_subcommands(report: argparse.ArgumentParser) -> None:
         "statement", help="one key's month: a line per day/model/provider/price, totals, caching"
     )
     statement.add_argument("--key", required=True, help="the key id")
-    statement.add_argument("--month", required=True, help="the UTC month, YYYY-MM")
+    statement.add_argument("--month", required=True, metavar="YYYY-MM", help="the UTC month")
     statement.add_argument("--format", choices=STATEMENT_FORMATS, default="html")
     statement.add_argument("--output", default=None, help="write to this file, not stdout")
     statement.add_argument("--database-url", default=None, help="default: DATABASE_URL")
