@@ -24,7 +24,7 @@ from gateway.ledger.partitions import PostgresPartitions
 from gateway.ledger.rows import rows_of
 from gateway.ledger.store import LedgerStore
 from providers.pricing import Cost
-from providers.simulator.profile import Profile
+from providers.simulator.profile import Failures, Profile
 from providers.simulator.server import Fleet, start_fleet
 from providers.usage import Usage
 from tests.integration.keys_fixtures import (
@@ -533,3 +533,50 @@ async def test_the_embedded_sqlite_default_reports_the_same_exact_figures(
             ).text
         )["data"]
         assert sum(Decimal(str(i["usage"])) for i in activity) == everything["cost"]
+
+
+async def test_streams_the_client_left_or_the_upstream_cut_are_reported_as_recorded(
+    engine: AsyncEngine, pg_database: str, redis_url: str, redis_prefix: str, tmp_path: Path
+) -> None:
+    fleet = await start_fleet(
+        {
+            "slow": Profile(completion_tokens=400, tokens_per_s=40, cache_min_tokens=256),
+            "cut": Profile(
+                completion_tokens=50, failures=Failures(stream_cut=1.0), stream_cut_after=3
+            ),
+        }
+    )
+    catalog = write_catalog(
+        tmp_path / "catalog.toml", {"slow": fleet.url_for("slow"), "cut": fleet.url_for("cut")}
+    )
+    settings = key_settings(catalog, pg_database, redis_url=redis_url, redis_prefix=redis_prefix)
+    try:
+        async with (
+            redis_client(redis_url, redis_prefix),
+            run_gateway(settings) as gw,
+            httpx.AsyncClient(base_url=gw.url, timeout=30) as client,
+        ):
+            _, secret = await create_key(client, name="streams")
+            ids = []
+            for provider in ("slow", "cut"):
+                request = body(provider, stream=True)
+                request["provider"]["allow_fallbacks"] = False
+                async with client.stream(
+                    "POST", "/v1/chat/completions", json=request, headers=bearer(secret)
+                ) as answer:
+                    assert answer.status_code == 200
+                    ids.append(answer.headers["x-generation-id"])
+                    async for line in answer.aiter_lines():
+                        if line.startswith("data: ") and provider == "slow":
+                            break  # walk away mid-answer
+            await wait_for_ids(engine, ids)
+            records = [await generation(client, secret, g) for g in ids]
+            assert [r["status"] for r in records] == ["cancelled", "error"]
+            got = await report(client, bearer(secret), group_by="provider")
+            assert figures(got["totals"]) == expected_totals(records)
+            assert {line["provider"]: line["requests"] for line in got["data"]} == {
+                "slow": 1,
+                "cut": 1,
+            }
+    finally:
+        await fleet.close()
