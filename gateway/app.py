@@ -24,6 +24,7 @@ from gateway.ledger.controller import ledger_status
 from gateway.logs import configure_logging
 from gateway.openapi import openapi_route
 from gateway.metrics.controller import metrics
+from gateway.reports.controller import activity, billing, statement
 from gateway.resources import Resources, open_resources
 from gateway.settings import Settings
 from gateway.stats.controller import StatsController
@@ -56,6 +57,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
         list_providers,
         get_credits,
         StatsController,
+        billing,
+        statement,
+        activity,
     ]
     dependencies = {
         "resources": Provide(_resources, sync_to_thread=False),

@@ -1,4 +1,4 @@
-"""The `gateway` command: serve, ledger-writer, ledger, migrate, keys, simulate, demo."""
+"""The `gateway` command: serve, ledger-writer, ledger, migrate, keys, report, simulate, demo."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import gateway.keys.commands as keys_commands
 import gateway.ledger.commands as ledger_commands
+import gateway.reports.commands as report_commands
 import providers.simulator.cli as simulator_cli
 from providers.catalog import CatalogError, load_catalog
 
@@ -190,6 +191,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     keys = sub.add_parser("keys", help="create, list, disable and delete API keys")
     keys_commands.add_subcommands(keys)
+
+    report = sub.add_parser("report", help="billing reports and per-key monthly statements")
+    report_commands.add_subcommands(report)
 
     simulate = sub.add_parser("simulate", help="run a fleet of simulated providers")
     simulator_cli.add_arguments(simulate)

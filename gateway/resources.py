@@ -17,6 +17,7 @@ from gateway.chat.service import ChatService
 from gateway.keys.keyring import Keyring, open_keyring
 from gateway.ledger.lifecycle import Ledger, open_ledger
 from gateway.metrics.prometheus import GatewayMetrics, MeteredLedger, open_breakers, open_metrics
+from gateway.reports.prices import register_prices
 from gateway.resp import RespClient
 from gateway.settings import Settings
 from providers.catalog import Catalog, load_catalog
@@ -106,6 +107,7 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
             stack.push_async_callback(resp.aclose)
         ledger = await stack.enter_async_context(open_ledger(settings, engine, redis, resp))
         keyring = await stack.enter_async_context(open_keyring(settings, engine, redis, resp))
+        await register_prices(engine, catalog)  # what reports show each price version as
         providers: dict[str, Provider] = {"openai": OpenAICompatibleProvider(http)}
         providers["llamacpp"] = LlamaCppProvider(http)
         llamacpp = LlamaCppMonitor(

@@ -32,6 +32,7 @@ from gateway.keys.worst_case import worst_case_of
 from gateway.ledger.events import GenerationEvent, LedgerSink
 from gateway.resp import Batch
 from providers.errors import MidStreamError, UpstreamError
+from providers.price_version import price_version
 from providers.pricing import ZERO, cost_of
 from providers.usage import Usage
 from routing.executor import Executor, GenerationFailed, OpenedStream
@@ -181,6 +182,7 @@ class ChatService:
         native = first_finish_reason(payload.get("choices"))
         event.provider, event.endpoint_id = endpoint.provider, endpoint.id
         event.model = endpoint.model
+        event.price_version = price_version(endpoint)
         event.usage, event.cost, event.attempts = completion.usage, cost, served.attempts
         event.native_finish_reason = None if native is None else str(native)
         event.finish_reason = normalize_finish_reason(native)
@@ -215,6 +217,7 @@ class ChatService:
         model = endpoint.model  # the model that served: a `models` fallback may differ
         event.provider, event.endpoint_id, event.model = endpoint.provider, endpoint.id, model
         event.upstream_id = upstream_id_of(opened.first.data)
+        event.price_version = price_version(endpoint)
         event.ttft_s = time.monotonic() - started
         usage: Usage | None = None
         native: Any = None

@@ -1,10 +1,10 @@
-"""The ledger's tables: generations, attempts (both daily range partitions on Postgres) and
-the hourly usage rollup. Schema only: migrations create it, `gateway.ledger` writes it.
+"""The ledger's tables: generations, attempts (both daily range partitions on Postgres), the
+hourly and daily usage rollups. Schema only: migrations create it, `gateway.ledger` writes it.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, cast
 
@@ -12,6 +12,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Date,
     Float,
     Index,
     Integer,
@@ -53,6 +54,7 @@ class GenerationRow(Base):
     model: Mapped[str] = mapped_column(Text)
     provider: Mapped[str | None] = mapped_column(Text)
     endpoint_id: Mapped[str | None] = mapped_column(Text)
+    price_version: Mapped[str | None] = mapped_column(Text)  # the endpoint's catalog price
     mode: Mapped[str] = mapped_column(Text)
     status: Mapped[str] = mapped_column(Text)  # ok | error | cancelled
     http_status: Mapped[int] = mapped_column(SmallInteger)
@@ -136,7 +138,57 @@ class UsageHourlyRow(Base):
     latency_ms_sum: Mapped[float] = mapped_column(Float)
 
 
+class UsageDailyRow(Base):
+    """Exact sums per (UTC day, key, app, model, provider, endpoint, price version): what the
+    billing reports and activity read, so they never scan generations.
+
+    Empty string, not NULL, stands for "none" in key columns so they can form the primary key.
+    """
+
+    __tablename__ = "usage_daily"
+    __table_args__ = (Index("ix_usage_daily_api_key_day", "api_key_id", "day"),)
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    api_key_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    app: Mapped[str] = mapped_column(Text, primary_key=True)
+    model: Mapped[str] = mapped_column(Text, primary_key=True)
+    provider: Mapped[str] = mapped_column(Text, primary_key=True)
+    endpoint_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    price_version: Mapped[str] = mapped_column(Text, primary_key=True)
+    requests: Mapped[int] = mapped_column(BigInteger)
+    errors: Mapped[int] = mapped_column(BigInteger)
+    cancelled: Mapped[int] = mapped_column(BigInteger)
+    prompt_tokens: Mapped[int] = mapped_column(BigInteger)
+    completion_tokens: Mapped[int] = mapped_column(BigInteger)
+    cached_tokens: Mapped[int] = mapped_column(BigInteger)
+    cache_write_tokens: Mapped[int] = mapped_column(BigInteger)
+    reasoning_tokens: Mapped[int] = mapped_column(BigInteger)
+    cost: Mapped[Decimal] = mapped_column(Money)
+    cache_discount: Mapped[Decimal] = mapped_column(Money)
+
+
+class PriceVersionRow(Base):
+    """One endpoint's catalog prices under a version id (a hash of them), and when a gateway
+    first loaded them: reports show the unit prices each line was billed at."""
+
+    __tablename__ = "price_versions"
+
+    price_version: Mapped[str] = mapped_column(Text, primary_key=True)
+    endpoint_id: Mapped[str] = mapped_column(Text)
+    model: Mapped[str] = mapped_column(Text)
+    provider: Mapped[str] = mapped_column(Text)
+    prompt: Mapped[Decimal] = mapped_column(Money)
+    completion: Mapped[Decimal] = mapped_column(Money)
+    cache_read: Mapped[Decimal] = mapped_column(Money)
+    cache_write: Mapped[Decimal] = mapped_column(Money)
+    request: Mapped[Decimal] = mapped_column(Money)
+    catalog_version: Mapped[str] = mapped_column(Text)  # the catalog it was first loaded with
+    first_loaded_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 metadata = Base.metadata
 generations = cast(Table, GenerationRow.__table__)
 attempts = cast(Table, AttemptRow.__table__)
 usage_hourly = cast(Table, UsageHourlyRow.__table__)
+usage_daily = cast(Table, UsageDailyRow.__table__)
+price_versions = cast(Table, PriceVersionRow.__table__)

@@ -55,6 +55,7 @@ def generation_body(record: GenerationRecord) -> dict[str, Any]:
             "requested_model": g["requested_model"],
             "provider_name": g["provider"],
             "endpoint_id": g["endpoint_id"],
+            "price_version": g.get("price_version"),
             "mode": g["mode"],
             "status": g["status"],
             "streamed": g["streamed"],

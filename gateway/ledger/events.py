@@ -29,6 +29,7 @@ class GenerationEvent:
     app_title: str | None = None
     provider: str | None = None
     endpoint_id: str | None = None
+    price_version: str | None = None  # the catalog prices it was billed at (price_version.py)
     status: str = "ok"  # ok | error | cancelled
     http_status: int = 200
     error_message: str | None = None

@@ -18,11 +18,12 @@ from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalErr
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.db.models import attempts, generations
+from gateway.ledger.daily_rollup import DAILY_KEY_COLUMNS
 from gateway.ledger.rollup import KEY_COLUMNS
 from gateway.ledger.rows import LedgerRows
 from gateway.stats.rollups import ATTEMPT_INPUTS_ALL, GENERATION_INPUTS, postgres_ctes
 
-STATEMENT_NAME = "ledger batch (generations, attempts, usage_hourly)"
+STATEMENT_NAME = "ledger batch (generations, attempts, usage_hourly, usage_daily, stats rollups)"
 
 # The rollup of the inserted generations, in SQL: the same keys and sums, in the same order, as
 # `gateway.ledger.rollup` (tests/unit/ledger/test_postgres_batch.py holds them together).
@@ -48,12 +49,39 @@ ROLLUP_SUMS = {
     "upstream_cost": "coalesce(sum(upstream_cost), 0)",
     "latency_ms_sum": "sum(latency_ms)",
 }
-# What the rollup reads of each inserted generation (the statement's RETURNING).
+# The daily rollup billing reads, likewise held to `gateway.ledger.daily_rollup`.
+DAILY_KEYS = {
+    "day": "(created_at AT TIME ZONE 'UTC')::date",
+    "api_key_id": ROLLUP_KEYS["api_key_id"],
+    "app": ROLLUP_KEYS["app"],
+    "model": "model",
+    "provider": ROLLUP_KEYS["provider"],
+    "endpoint_id": "coalesce(endpoint_id, '')",
+    "price_version": "coalesce(price_version, '')",
+}
+DAILY_SUMS = {
+    name: ROLLUP_SUMS[name]
+    for name in (
+        "requests",
+        "errors",
+        "cancelled",
+        "prompt_tokens",
+        "completion_tokens",
+        "cached_tokens",
+        "cache_write_tokens",
+        "reasoning_tokens",
+        "cost",
+        "cache_discount",
+    )
+}
+# What the rollups read of each inserted generation (the statement's RETURNING).
 ROLLUP_INPUTS = (
     "created_at",
     "api_key_id",
     "model",
     "provider",
+    "endpoint_id",
+    "price_version",
     "app_referer",
     "app_title",
     "status",
@@ -75,11 +103,17 @@ def _names(table: Table) -> str:
     return ", ".join(c.name for c in table.columns)
 
 
-def batch_statement() -> str:
-    keys = ", ".join(ROLLUP_KEYS.values())
-    positions = ", ".join(str(n + 1) for n in range(len(ROLLUP_KEYS)))
+def _upsert(table: str, keys: dict[str, str], sums: dict[str, str], conflict: Sequence[str]) -> str:
+    positions = ", ".join(str(n + 1) for n in range(len(keys)))
     # NUMERIC + NUMERIC is exact; rows go in key order, a fixed lock order across writers.
-    updates = ", ".join(f"{c} = usage_hourly.{c} + excluded.{c}" for c in ROLLUP_SUMS)
+    updates = ", ".join(f"{c} = {table}.{c} + excluded.{c}" for c in sums)
+    return f"""INSERT INTO {table} ({", ".join([*keys, *sums])})
+    SELECT {", ".join(keys.values())}, {", ".join(sums.values())} FROM inserted
+    GROUP BY {positions} ORDER BY {positions}
+    ON CONFLICT ({", ".join(conflict)}) DO UPDATE SET {updates}"""
+
+
+def batch_statement() -> str:
     return f"""
 WITH inserted AS (
     INSERT INTO generations ({_names(generations)})
@@ -94,10 +128,9 @@ WITH inserted AS (
     ON CONFLICT DO NOTHING
     RETURNING {", ".join(ATTEMPT_INPUTS_ALL)}
 ), rollup_rows AS (
-    INSERT INTO usage_hourly ({", ".join([*ROLLUP_KEYS, *ROLLUP_SUMS])})
-    SELECT {keys}, {", ".join(ROLLUP_SUMS.values())} FROM inserted
-    GROUP BY {positions} ORDER BY {positions}
-    ON CONFLICT ({", ".join(KEY_COLUMNS)}) DO UPDATE SET {updates}
+    {_upsert("usage_hourly", ROLLUP_KEYS, ROLLUP_SUMS, KEY_COLUMNS)}
+), daily_rows AS (
+    {_upsert("usage_daily", DAILY_KEYS, DAILY_SUMS, DAILY_KEY_COLUMNS)}
 ), {postgres_ctes("inserted", "attempt_rows")}
 SELECT count(*) FROM inserted
 """

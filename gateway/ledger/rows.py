@@ -96,6 +96,7 @@ def generation_row(event: GenerationEvent) -> dict[str, Any]:
         "model": event.model,
         "provider": event.provider,
         "endpoint_id": event.endpoint_id,
+        "price_version": event.price_version,
         "mode": event.mode,
         "status": event.status,
         "http_status": event.http_status,

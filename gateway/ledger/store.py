@@ -14,7 +14,15 @@ from sqlalchemy import tuple_
 from sqlalchemy.dialects.sqlite import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from gateway.db.models import attempts, generations, usage_hourly
+from gateway.db.models import attempts, generations, usage_daily, usage_hourly
+from gateway.ledger.daily_rollup import (
+    DAILY_KEY_COLUMNS,
+    DAILY_SUM_COLUMNS,
+    DailyKey,
+    DailySums,
+    daily_rollup,
+    daily_row,
+)
 from gateway.ledger.postgres_batch import write_batch
 from gateway.ledger.rollup import (
     KEY_COLUMNS,
@@ -67,6 +75,11 @@ _upsert = insert(usage_hourly)
 _UPSERT_ROLLUP = _upsert.on_conflict_do_update(
     index_elements=KEY_COLUMNS, set_={c: _upsert.excluded[c] for c in SUM_COLUMNS}
 )
+_upsert_daily = insert(usage_daily)
+_UPSERT_DAILY = _upsert_daily.on_conflict_do_update(
+    index_elements=DAILY_KEY_COLUMNS,
+    set_={c: _upsert_daily.excluded[c] for c in DAILY_SUM_COLUMNS},
+)
 
 
 async def _write_portable(conn: AsyncConnection, batch: Sequence[LedgerRows]) -> int:
@@ -80,6 +93,10 @@ async def _write_portable(conn: AsyncConnection, batch: Sequence[LedgerRows]) ->
     if totals:
         await _merge_existing(conn, totals)
         await conn.execute(_UPSERT_ROLLUP, [rollup_row(key, sums) for key, sums in totals.items()])
+    days = daily_rollup(rows.generation for rows in new)
+    if days:
+        await _merge_existing_days(conn, days)
+        await conn.execute(_UPSERT_DAILY, [daily_row(key, sums) for key, sums in days.items()])
     await stats_rollups.write_portable(conn, [rows.generation for rows in new], attempt_rows)
     return len(new)
 
@@ -92,3 +109,13 @@ async def _merge_existing(conn: AsyncConnection, totals: dict[RollupKey, RollupS
     for row in result.mappings():
         key = RollupKey(*(row[c] for c in KEY_COLUMNS))
         totals[key].add(RollupSums(**{c: row[c] for c in SUM_COLUMNS}))
+
+
+async def _merge_existing_days(conn: AsyncConnection, days: dict[DailyKey, DailySums]) -> None:
+    """As `_merge_existing`, for the daily rollup."""
+    key_columns = [usage_daily.c[c] for c in DAILY_KEY_COLUMNS]
+    wanted: list[Any] = [tuple(getattr(key, c) for c in DAILY_KEY_COLUMNS) for key in days]
+    result = await conn.execute(usage_daily.select().where(tuple_(*key_columns).in_(wanted)))
+    for row in result.mappings():
+        key = DailyKey(*(row[c] for c in DAILY_KEY_COLUMNS))
+        days[key].add(DailySums(**{c: row[c] for c in DAILY_SUM_COLUMNS}))

@@ -16,7 +16,7 @@ from alembic import op
 from gateway.db.types import Money, UTCDateTime
 
 revision: str = "0006_stats_rollups"
-down_revision: str | Sequence[str] | None = "0004_dead_letters"
+down_revision: str | Sequence[str] | None = "0005_billing_reports"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

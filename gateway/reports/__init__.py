@@ -1,0 +1,1 @@
+"""Billing reports: exact spend per key, app, model, provider and period, read from the rollups."""
