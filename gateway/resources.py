@@ -18,6 +18,7 @@ from gateway.keys.keyring import Keyring, open_keyring
 from gateway.ledger.lifecycle import Ledger, open_ledger
 from gateway.resp import RespClient
 from gateway.settings import Settings
+from gateway.upstreams import open_transports
 from providers.catalog import Catalog, load_catalog
 from providers.http1 import HttpClient
 from providers.llamacpp import LlamaCppProvider
@@ -28,8 +29,6 @@ from routing.executor import Executor
 from routing.planner import Planner
 from routing.runtime import Routing, RoutingConfig, open_routing
 
-UPSTREAM_POOL_SIZE = 1000  # open upstream connections across all providers
-UPSTREAM_KEEPALIVE_S = 60.0  # an idle upstream connection older than this is not reused
 REDIS_POOL_SIZE = 64  # redis-py connections per worker (background users); more commands wait
 REDIS_POOL_WAIT_S = 10.0  # a command that waits longer for a connection fails
 
@@ -74,7 +73,10 @@ def make_engine(settings: Settings) -> AsyncEngine:
 def timeouts_of(settings: Settings) -> Timeouts:
     r = settings.routing
     return Timeouts(
-        connect=r.connect_timeout_s, first_token=r.first_token_timeout_s, total=r.total_timeout_s
+        connect=r.connect_timeout_s,
+        first_token=r.first_token_timeout_s,
+        total=r.total_timeout_s,
+        idle=r.idle_timeout_s,
     )
 
 
@@ -82,8 +84,7 @@ def timeouts_of(settings: Settings) -> Timeouts:
 async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
     async with AsyncExitStack() as stack:
         catalog = load_catalog(settings.catalog.catalog)
-        http = HttpClient(max_connections=UPSTREAM_POOL_SIZE, keepalive_s=UPSTREAM_KEEPALIVE_S)
-        stack.push_async_callback(http.aclose)
+        http, transports = await open_transports(settings.upstream, catalog, stack)
         engine = make_engine(settings)
         stack.push_async_callback(engine.dispose)
         redis: Redis | None = None
@@ -104,8 +105,8 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
             stack.push_async_callback(resp.aclose)
         ledger = await stack.enter_async_context(open_ledger(settings, engine, redis, resp))
         keyring = await stack.enter_async_context(open_keyring(settings, engine, redis, resp))
-        providers: dict[str, Provider] = {"openai": OpenAICompatibleProvider(http)}
-        providers["llamacpp"] = LlamaCppProvider(http)
+        providers: dict[str, Provider] = {"openai": OpenAICompatibleProvider(http, transports)}
+        providers["llamacpp"] = LlamaCppProvider(http, transports)
         llamacpp = LlamaCppMonitor(
             http,
             [

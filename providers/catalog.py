@@ -62,6 +62,8 @@ class Endpoint(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     spill_over: bool = True  # llamacpp: yield to others when every slot is busy
     headers: dict[str, str] = {}
     enabled: bool = True
+    transport: Literal["http1", "httpx"] = "http1"  # httpx: HTTP/2, SOCKS, proxy auth schemes
+    keepalive_s: float = 4.0  # reuse an idle connection at most this long (below server timeouts)
 
     @property
     def id(self) -> str:

@@ -292,7 +292,9 @@ class Executor:
         if remaining <= 0:
             raise UpstreamTimeout(f"{endpoint.provider}: the generation ran out of time")
         t = self._timeouts
-        timeouts = Timeouts(t.connect, min(t.first_token, remaining), min(t.total, remaining))
+        timeouts = Timeouts(
+            t.connect, min(t.first_token, remaining), min(t.total, remaining), t.idle
+        )
         call = UpstreamCall(
             endpoint,
             {**body, "model": endpoint.upstream_model},

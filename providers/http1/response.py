@@ -155,6 +155,13 @@ class Response:
     def __aiter__(self) -> Response:
         return self
 
+    def aiter_bytes(self) -> Response:
+        """The body piece by piece (`UpstreamTransport`'s spelling of iterating it)."""
+        return self
+
+    async def aclose(self) -> None:
+        self.close()
+
     async def __anext__(self) -> bytes:
         """The next piece of body as it arrived (never waits for more than one to arrive)."""
         chunks = self._chunks

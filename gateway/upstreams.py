@@ -1,0 +1,50 @@
+"""The upstream transports the app opens: the lean http1 client for every endpoint, plus an
+httpx client when some endpoint of the catalog asks for `transport = "httpx"`.
+
+Built from `UpstreamSettings` (TLS, limits, User-Agent); proxies come from the environment.
+"""
+
+from __future__ import annotations
+
+import ssl
+from contextlib import AsyncExitStack
+
+from gateway.settings import UpstreamSettings
+from providers.catalog import Catalog
+from providers.http1 import HttpClient
+from providers.http1.client import tls_context
+from providers.http1.limits import Limits
+from providers.httpx_transport import HttpxTransport
+from providers.transport import UpstreamTransport
+
+
+def limits_of(settings: UpstreamSettings) -> Limits:
+    return Limits(
+        max_header_bytes=settings.max_header_bytes,
+        max_decoded_bytes=settings.max_decoded_bytes,
+        max_connections=settings.max_connections,
+        max_per_origin=settings.max_per_origin,
+    )
+
+
+def tls_of(settings: UpstreamSettings) -> ssl.SSLContext | None:
+    """The TLS context the settings ask for; None: the system's defaults."""
+    if not (settings.ca_bundle or settings.client_cert):
+        return None
+    return tls_context(settings.ca_bundle, settings.client_cert, settings.client_key)
+
+
+async def open_transports(
+    settings: UpstreamSettings, catalog: Catalog, stack: AsyncExitStack
+) -> tuple[HttpClient, dict[str, UpstreamTransport]]:
+    """The default client and the other transports by name; closed with `stack`."""
+    limits, tls = limits_of(settings), tls_of(settings)
+    http = HttpClient(limits=limits, ssl_context=tls, user_agent=settings.user_agent)
+    stack.push_async_callback(http.aclose)
+    others: dict[str, UpstreamTransport] = {}
+    if any(endpoint.transport == "httpx" for endpoint in catalog.endpoints):
+        agent = settings.user_agent
+        httpx_transport = HttpxTransport(limits=limits, ssl_context=tls, user_agent=agent)
+        stack.push_async_callback(httpx_transport.aclose)
+        others["httpx"] = httpx_transport
+    return http, others
