@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from gateway.chat.service import ChatService
 from gateway.keys.keyring import Keyring, open_keyring
 from gateway.ledger.lifecycle import Ledger, open_ledger
+from gateway.redis_options import BACKGROUND_OPTIONS
 from gateway.resp import RespClient
 from gateway.settings import Settings
 from gateway.upstreams import open_transports
@@ -96,6 +97,7 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
                 settings.redis.redis_url,
                 max_connections=REDIS_POOL_SIZE,
                 timeout=REDIS_POOL_WAIT_S,
+                **BACKGROUND_OPTIONS,
             )
             redis = Redis.from_pool(pool)  # closes the pool with the client
             stack.push_async_callback(redis.aclose)
