@@ -30,6 +30,12 @@ from providers.http1.response import HttpTimeouts
 DEFAULT_TIMEOUTS = HttpTimeouts()
 
 
+def _hung_up(exc: Exception) -> bool:
+    """h11 reports a peer that closed early as a protocol error; it is a closed connection."""
+    text = str(exc).lower()
+    return "disconnect" in text or "closed" in text
+
+
 def _error(exc: Exception, received: bool, t: HttpTimeouts) -> HttpClientError:
     """The http1 class of one httpx failure."""
     error: HttpClientError
@@ -43,7 +49,7 @@ def _error(exc: Exception, received: bool, t: HttpTimeouts) -> HttpClientError:
         error = ConnectFailed(f"cannot connect: {exc}")
     elif isinstance(exc, httpx.DecodingError):
         error = MalformedResponse(f"undecodable body: {exc}")
-    elif isinstance(exc, httpx.RemoteProtocolError) and "disconnect" not in str(exc).lower():
+    elif isinstance(exc, httpx.RemoteProtocolError) and not _hung_up(exc):
         error = MalformedResponse(f"malformed HTTP response: {exc}")
     else:
         error = ConnectionClosed(f"connection closed before the response ended: {exc}")
