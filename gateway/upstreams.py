@@ -1,5 +1,6 @@
 """The upstream transports the app opens: the lean http1 client for every endpoint, plus an
-httpx client when some endpoint of the catalog asks for `transport = "httpx"`.
+httpx client when some endpoint of the catalog asks for `transport = "httpx"`, plus one of
+its own for an endpoint with its own TLS settings (`ca_bundle`, `client_cert`).
 
 Built from `UpstreamSettings` (TLS, limits, User-Agent); proxies come from the environment.
 """
@@ -41,10 +42,25 @@ async def open_transports(
     limits, tls = limits_of(settings), tls_of(settings)
     http = HttpClient(limits=limits, ssl_context=tls, user_agent=settings.user_agent)
     stack.push_async_callback(http.aclose)
+    agent = settings.user_agent
     others: dict[str, UpstreamTransport] = {}
     if any(endpoint.transport == "httpx" for endpoint in catalog.endpoints):
-        agent = settings.user_agent
         httpx_transport = HttpxTransport(limits=limits, ssl_context=tls, user_agent=agent)
         stack.push_async_callback(httpx_transport.aclose)
         others["httpx"] = httpx_transport
+    for endpoint in catalog.endpoints:  # the catalog's own TLS settings win over the gateway's
+        if not (endpoint.ca_bundle or endpoint.client_cert):
+            continue
+        own_tls = tls_context(
+            endpoint.ca_bundle or settings.ca_bundle,
+            endpoint.client_cert or settings.client_cert,
+            endpoint.client_key if endpoint.client_cert else settings.client_key,
+        )
+        own: UpstreamTransport
+        if endpoint.transport == "httpx":
+            own = HttpxTransport(limits=limits, ssl_context=own_tls, user_agent=agent)
+        else:
+            own = HttpClient(limits=limits, ssl_context=own_tls, user_agent=agent)
+        stack.push_async_callback(own.aclose)
+        others[endpoint.id] = own
     return http, others

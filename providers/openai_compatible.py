@@ -134,7 +134,7 @@ class OpenAICompatibleProvider:
     """Speaks `POST {base_url}/chat/completions`, streaming (SSE) and not.
 
     `client` is the default transport (`transport = "http1"`); `transports` holds the others an
-    endpoint may name.
+    endpoint may name, and under an endpoint's id one made for it alone (its own TLS settings).
     """
 
     kind = "openai"
@@ -149,6 +149,9 @@ class OpenAICompatibleProvider:
         self._finishing: set[asyncio.Task[None]] = set()  # bodies read on after `[DONE]`
 
     def _transport(self, endpoint: Endpoint) -> UpstreamTransport:
+        own = self._transports.get(endpoint.id)  # one with the endpoint's own TLS settings
+        if own is not None:
+            return own
         name = endpoint.transport
         if name == "http1":
             return self._client
