@@ -126,7 +126,9 @@ class Executor:
                 raise UpstreamUnavailable(f"{endpoint.provider}: empty stream") from None
             except TimeoutError as exc:
                 await stream.aclose()  # type: ignore[attr-defined]
-                raise UpstreamTimeout(f"{endpoint.provider}: no first token in time") from exc
+                late = UpstreamTimeout(f"{endpoint.provider}: no first token in time")
+                late.answered = True  # it may be generating (and billing) it: never sent again
+                raise late from exc
             except BaseException:
                 await stream.aclose()  # type: ignore[attr-defined]
                 raise
