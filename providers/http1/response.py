@@ -78,6 +78,7 @@ class Response:
         "_done",
         "_error",
         "_high",
+        "_idle_armed",
         "_last",
         "_loop",
         "_max_decoded",
@@ -116,6 +117,7 @@ class Response:
         self._timeouts = timeouts
         self._total_at = total_at
         self._last = 0.0  # loop time the last piece of body (or the headers) arrived
+        self._idle_armed = False
         # One timer: at the headers deadline it either fails or moves on to the total one.
         self._timer: asyncio.TimerHandle | None = loop.call_at(headers_at, self._on_timer)
 
@@ -208,11 +210,23 @@ class Response:
             await self._wait()
 
     async def _wait(self) -> None:
+        if self.status and not self._idle_armed:
+            self._arm_idle()
         waiter = self._waiter = self._loop.create_future()
         try:
             await waiter
         finally:
             self._waiter = None
+
+    def _arm_idle(self) -> None:
+        """Bring the timer forward to the idle deadline, once the reader first waits for body
+        (an answer whose body came with its headers never pays for a timer change)."""
+        self._idle_armed = True
+        timer = self._timer
+        idle_at = self._last + self._timeouts.idle
+        if timer is not None and idle_at < timer.when():
+            timer.cancel()
+            self._timer = self._loop.call_at(min(idle_at, self._total_at), self._on_timer)
 
     def _decode(self, data: bytes) -> bytes:
         assert self._decoder is not None
@@ -242,12 +256,7 @@ class Response:
     def on_headers(self, status: int, headers: Headers, encoding: bytes | None) -> None:
         self.status = status
         self.headers = headers
-        now = self._last = self._loop.time()
-        idle_at = now + self._timeouts.idle
-        timer = self._timer
-        if timer is not None and idle_at < timer.when():
-            timer.cancel()
-            self._timer = self._loop.call_at(min(idle_at, self._total_at), self._on_timer)
+        self._last = self._loop.time()
         if encoding is not None and encoding != b"identity":
             if encoding not in _DECODED:
                 self.fail(MalformedResponse(f"unsupported content-encoding {encoding!r}"))
