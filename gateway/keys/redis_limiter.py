@@ -30,7 +30,9 @@ from gateway.resp import Batch, RespClient, RespError
 
 log = logging.getLogger("gateway.keys.limiter")
 
-SETTLED_KEEP_MS = 600_000  # settle ids remembered this long: a resend within it is a no-op
+# Settle ids are remembered at least this long (a batch is re-sent within a second or two); the
+# per-key set is trimmed every ~16 settles, so it holds about a minute of that key's requests.
+SETTLED_KEEP_MS = 60_000
 
 _LUA_PRELUDE = """
 local window = 60000000
@@ -111,14 +113,16 @@ return {'ok', int(remaining), int(reset)}
 #       settled zset
 # ARGV: hold id ('': none), cost pico, tokens, tpm (0: none), keep ms for day, week, month,
 #       settle id, settled keep ms
-# Idempotent per settle id: a batch re-sent after an ambiguous drop doesn't charge twice.
+# Idempotent per settle id (random hex): a batch re-sent after an ambiguous drop doesn't
+# charge twice.
 SETTLE = (
     _LUA_PRELUDE
     + """
 local settled_at = clock()
 if redis.call('ZADD', KEYS[9], 'NX', int(settled_at), ARGV[8]) == 0 then return 0 end
-redis.call('ZREMRANGEBYSCORE', KEYS[9], '-inf', int(settled_at - tonumber(ARGV[9]) * 1000))
-redis.call('PEXPIRE', KEYS[9], ARGV[9])
+if string.sub(ARGV[8], -1) == '0' then  -- ids are random hex: trimmed every ~16 settles
+  redis.call('ZREMRANGEBYSCORE', KEYS[9], '-inf', int(settled_at - tonumber(ARGV[9]) * 1000))
+end
 if ARGV[1] ~= '' then
   local amount = redis.call('HGET', KEYS[2], ARGV[1])
   if amount then
