@@ -53,6 +53,19 @@ async def measure(upstream: str, redis_url: str, rounds: int, repeats: int) -> l
         streamed = await timed_async(stream, rounds // 4, repeats)
         results.append(Micro("adapter.stream (8 chunks)", *streamed))
 
+    try:
+        from providers.httpx_transport import HttpxTransport
+    except ImportError:  # an older tree, measured for comparison, has no such transport
+        HttpxTransport = None  # type: ignore[assignment,misc]
+    if HttpxTransport is not None:
+        transport = HttpxTransport()
+        try:
+            adapter = OpenAICompatibleProvider(transport)
+            on_httpx = await timed_async(lambda: adapter.complete(call), rounds // 4, repeats)
+            results.append(Micro("adapter.complete on httpx", *on_httpx))
+        finally:
+            await transport.aclose()
+
     redis, resp = Redis.from_url(redis_url), RespClient.from_url(redis_url)
     prefix = f"bench-hardening-{random.getrandbits(32):x}:"
     try:
