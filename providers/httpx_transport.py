@@ -36,7 +36,7 @@ def _hung_up(exc: Exception) -> bool:
     return "disconnect" in text or "closed" in text
 
 
-def _error(exc: Exception, received: bool, t: HttpTimeouts) -> HttpClientError:
+def _error(exc: Exception, received: bool, t: HttpTimeouts, status: int = 0) -> HttpClientError:
     """The http1 class of one httpx failure."""
     error: HttpClientError
     if isinstance(exc, httpx.ConnectTimeout):
@@ -53,7 +53,7 @@ def _error(exc: Exception, received: bool, t: HttpTimeouts) -> HttpClientError:
         error = MalformedResponse(f"malformed HTTP response: {exc}")
     else:
         error = ConnectionClosed(f"connection closed before the response ended: {exc}")
-    error.received = received
+    error.received, error.status = received, status
     return error
 
 
@@ -99,16 +99,16 @@ class HttpxResponse:
                 await self.aclose()
                 late = Timeout("total", t.total) if deadline >= self._total_at else None
                 error = late or Timeout("idle", t.idle)
-                error.received = True
+                error.received, error.status = True, self.status
                 raise error from exc
             except httpx.HTTPError as exc:
                 await self.aclose()
-                raise _error(exc, True, t) from exc
+                raise _error(exc, True, t, self.status) from exc
             decoded += len(piece)
             if decoded > self._max_decoded:
                 await self.aclose()
                 too_large = TooLarge(f"decoded body larger than {self._max_decoded} bytes")
-                too_large.received = True
+                too_large.received, too_large.status = True, self.status
                 raise too_large
             yield piece
 

@@ -59,7 +59,7 @@ class MemoryResponse:
             self._sent += 1
             yield self.chunks[self._sent - 1]
         if self.error is not None:
-            self.error.received = True
+            self.error.received, self.error.status = True, self.status
             raise self.error
 
     async def read(self, limit: int | None = None) -> bytes:

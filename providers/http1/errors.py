@@ -9,8 +9,9 @@ Raised by `HttpClient.request` and by reading a `Response`:
     ├── MalformedResponse    not parseable as an HTTP/1.1 response
     └── TooLarge             headers or (decoded) body past the client's limits
 
-Every error says whether any byte of the response had arrived (`received`): a request that got
-one was seen and maybe served by the upstream, so it must never be sent to it again.
+Every error says whether any byte of the response had arrived (`received`; `status` once the
+head had): a request that got one was seen and maybe served by the upstream, so it must never be
+sent to it again.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ class HttpClientError(Exception):
     """Any transport failure of one request."""
 
     received = False  # set on the instance once a byte of the response had arrived
+    status = 0  # the response's status, when its head had arrived
 
 
 class ConnectFailed(HttpClientError):

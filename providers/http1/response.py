@@ -235,13 +235,13 @@ class Response:
             out = self._decoder.decompress(data, room + 1)  # a bomb never inflates past the cap
         except zlib.error as exc:
             error: HttpClientError = MalformedResponse(f"undecodable body: {exc}")
-            error.received = True
+            error.received, error.status = True, self.status
             self.fail(error)
             raise error from exc
         self._decoded += len(out)
         if len(out) > room:
             error = TooLarge(f"decoded body larger than {self._max_decoded} bytes")
-            error.received = True
+            error.received, error.status = True, self.status
             self.fail(error)
             raise error
         return out
@@ -287,6 +287,7 @@ class Response:
         conn, self._conn = self._conn, None
         if self.status or (conn is not None and conn.got):
             exc.received = True
+            exc.status = self.status
         self._error = exc
         self._cancel_timer()
         if conn is not None:

@@ -15,6 +15,7 @@ import httpx
 
 from tests.e2e.conftest import embedded_settings
 from tests.support.gateway import run_gateway, write_catalog
+from tests.support.polling import eventually
 from tests.support.scripted_http import Request, ScriptedServer, chunk, scripted_server
 
 Writer = asyncio.StreamWriter
@@ -92,6 +93,20 @@ async def test_a_body_cut_after_the_status_line_goes_once_to_that_endpoint(
             assert resp.headers["x-route-attempts"] == "2"
             assert len(cutting.requests) == 1  # before: 2 (one retry of a generated answer)
             assert len(serving.requests) == 1
+            generation_id = resp.headers["x-generation-id"]
+
+            async def recorded() -> bool:
+                found = await client.get(
+                    f"{gw.url}/api/v1/generation", params={"id": generation_id}
+                )
+                return found.status_code == 200
+
+            await eventually(recorded, 10, what="the generation in the ledger")
+            found = await client.get(f"{gw.url}/api/v1/generation", params={"id": generation_id})
+            lost, served = found.json()["data"]["provider_responses"]
+            # the lost attempt says the upstream answered 200: it may bill it
+            assert (lost["provider"], lost["status"], lost["outcome"]) == ("cutting", 200, "reset")
+            assert (served["provider"], served["status"]) == ("serving", 200)
 
             streamed = {**BODY, "stream": True}
             async with client.stream("POST", f"{gw.v1}/chat/completions", json=streamed) as s:
