@@ -6,6 +6,7 @@ tunnel. Not SOCKS, not a TLS connection to the proxy itself: those need `transpo
 from __future__ import annotations
 
 import base64
+import ipaddress
 import urllib.request
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
@@ -37,7 +38,12 @@ class Proxy:
 class ProxyRules:
     """Which proxy, if any, serves a scheme and host; read from the environment once."""
 
-    def __init__(self, environ: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, environ: dict[str, str] | None = None, *, bypass_loopback: bool = True
+    ) -> None:
+        """`environ`: the variables to read (the process's by default); `bypass_loopback`:
+        loopback hosts (localhost, 127.0.0.0/8, ::1) are always reached directly."""
+        self._bypass_loopback = bypass_loopback
         found = (
             urllib.request.getproxies_environment()
             if environ is None
@@ -57,6 +63,8 @@ class ProxyRules:
         return proxy
 
     def _bypass(self, host: str, port: int) -> bool:
+        if self._bypass_loopback and _loopback(host):  # a local llama.cpp server, say
+            return True
         for entry in (e.strip().lower() for e in self._no_proxy.split(",")):
             if not entry:
                 continue
@@ -69,4 +77,14 @@ class ProxyRules:
             host = host.lower().strip("[]")
             if host == name or host.endswith("." + name):
                 return True
+        return False
+
+
+def _loopback(host: str) -> bool:
+    host = host.strip("[]").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
         return False

@@ -255,6 +255,8 @@ def test_proxy_rules_follow_no_proxy() -> None:
     assert rules.for_target("https", "x.corp", 8443) is None
     assert rules.for_target("https", "x.corp", 443) is not None
     assert rules.for_target("http", "api.example.com", 80) is None  # no HTTP_PROXY
+    for local in ("127.0.0.1", "localhost", "::1", "[::1]"):  # loopback never goes through it
+        assert rules.for_target("https", local, 443) is None
     with pytest.raises(ValueError, match="httpx"):
         Proxy.from_url("socks5://proxy:1080")
 
@@ -304,7 +306,8 @@ async def test_https_through_a_proxy_uses_connect(tls_files: tuple[Path, Path]) 
             writer.write(HELLO)
             return True
 
-        rules = ProxyRules({"HTTPS_PROXY": f"http://user:pw@127.0.0.1:{port}"})
+        proxy_url = f"http://user:pw@127.0.0.1:{port}"
+        rules = ProxyRules({"HTTPS_PROXY": proxy_url}, bypass_loopback=False)
         trusting = ssl.create_default_context(cafile=str(cert))
         async with HttpClient(ssl_context=trusting, proxies=rules) as client:
             for _ in range(2):
@@ -327,11 +330,14 @@ async def test_plain_http_through_a_proxy_sends_the_whole_url(server: ScriptedSe
             writer.write(HELLO)
             return True
 
-        rules = ProxyRules({"HTTP_PROXY": f"127.0.0.1:{proxy.port}"})
+        rules = ProxyRules({"HTTP_PROXY": f"127.0.0.1:{proxy.port}"}, bypass_loopback=False)
         async with HttpClient(proxies=rules) as client:
             async with await client.request("GET", server.url("/hello")) as resp:
                 assert await resp.read() == b"hello"
-        bypass = ProxyRules({"HTTP_PROXY": f"127.0.0.1:{proxy.port}", "NO_PROXY": "127.0.0.1"})
+        bypass = ProxyRules(
+            {"HTTP_PROXY": f"127.0.0.1:{proxy.port}", "NO_PROXY": "127.0.0.1"},
+            bypass_loopback=False,
+        )
         async with HttpClient(proxies=bypass) as client:
             async with await client.request("GET", server.url("/hello")) as resp:
                 assert await resp.read() == b"hello"
