@@ -1,8 +1,8 @@
 """`HttpClient`: pooled HTTP/1.1 requests to upstreams, http and https, with per-request timeouts.
 
 Lean on purpose (the upstream call is on every request's path): no cookies, redirects or
-retries, except one: a request whose reused keep-alive connection turns out closed before any
-byte of the answer arrived is sent once more on a new connection (the server never saw it).
+retries, except one: a request whose reused keep-alive connection turns out closed at once
+(within STALE_WINDOW_S, before any byte of the answer) is sent once more on a new connection.
 Proxies come from the environment (`providers.http1.proxy`). `await request(...)` returns once
 the headers are in; read or iterate the body.
 """
@@ -17,13 +17,17 @@ from types import TracebackType
 from urllib.parse import urlsplit
 
 from providers.http1.connection import Connection
-from providers.http1.errors import ConnectionClosed
+from providers.http1.errors import ConnectFailed, ConnectionClosed, Timeout
 from providers.http1.limits import KEEPALIVE_S, MAX_CONNECTIONS, Limits
 from providers.http1.pool import Origin, Pool, Resolver, system_resolver
 from providers.http1.proxy import ProxyRules
 from providers.http1.response import HttpTimeouts, Response
 
 USER_AGENT = "llm-routing-gateway/0.1"
+# A reused connection that fails this soon after the request went out, with no byte back, lost a
+# keep-alive race (the server had closed it; its FIN or RST crossed our request): about one round
+# trip. Later, the server more likely died while working on it: that failure counts.
+STALE_WINDOW_S = 1.0
 _OURS = frozenset({"host", "content-length", "transfer-encoding"})
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 _URL_CACHE = 1024
@@ -105,14 +109,20 @@ class HttpClient:
         conn = self._pool.take_idle(origin)
         if conn is None:
             conn = await self._pool.acquire(origin, t.connect, headers_at, t.headers)
+        sent_at = loop.time()
         try:
             return await self._exchange(conn, data, keep_alive, loop, t, headers_at, total_at)
         except ConnectionClosed as exc:
-            if conn.exchanges < 2 or exc.received:
+            if conn.exchanges < 2 or exc.received or loop.time() - sent_at > STALE_WINDOW_S:
                 raise
+            stale = exc
         # A reused connection the server had already closed (a keep-alive race): it saw
-        # nothing of this request, so it goes once more, on a new connection.
-        conn = await self._pool.acquire(origin, t.connect, headers_at, t.headers, fresh=True)
+        # nothing of this request, so it goes once more, on a new connection. If that can't
+        # even be opened, the server is gone: the first failure is the one to report.
+        try:
+            conn = await self._pool.acquire(origin, t.connect, headers_at, t.headers, fresh=True)
+        except (ConnectFailed, Timeout) as exc:
+            raise stale from exc
         return await self._exchange(conn, data, keep_alive, loop, t, headers_at, total_at)
 
     async def _exchange(

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from providers.http1 import ConnectionClosed, HttpClient, HttpTimeouts, Timeout
+from providers.http1 import client as client_module
 from providers.http1.errors import TooLarge
 from providers.http1.limits import Limits
 from providers.http1.pool import AddrInfo
@@ -62,6 +63,25 @@ async def test_a_stale_reused_connection_is_retried_once_on_a_new_one(
                 assert (resp.status, await resp.read()) == (200, b"hello")
     assert [r.connection for r in server.requests] == [1, 1, 2]
     assert server.accepted == 2
+
+
+async def test_a_reused_connection_that_dies_later_is_not_taken_for_stale(
+    server: ScriptedServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(client_module, "STALE_WINDOW_S", 0.1)
+
+    @server.route("/crash")
+    async def crash(request: Request, writer: Writer) -> bool:
+        await asyncio.sleep(0.3)  # the upstream working on it, then dying
+        return False
+
+    async with client_for() as client:
+        async with await client.request("GET", server.url("/hello")) as resp:
+            await resp.read()
+        with pytest.raises(ConnectionClosed) as info:
+            await client.request("POST", server.url("/crash"), body=b"{}")
+    assert not info.value.received  # retryable by policy, and counted: not a keep-alive race
+    assert [r.path for r in server.requests].count("/crash") == 1
 
 
 async def test_a_fresh_connection_closed_before_the_answer_is_not_retried(
