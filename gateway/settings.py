@@ -129,8 +129,8 @@ class UpstreamSettings(BaseSettings):
     ca_bundle: str | None = None  # PEM file of CAs to trust instead of the system's
     client_cert: str | None = None  # PEM client certificate (mutual TLS) ...
     client_key: str | None = None  # ... and its key, when not in the same file
-    max_connections: int = Field(default=1000, ge=1)  # open upstream connections in all
-    max_per_origin: int = Field(default=256, ge=1)  # ... and to one scheme://host:port
+    max_connections: int = Field(default=2048, ge=1)  # open upstream connections in all
+    max_per_origin: int = Field(default=1024, ge=1)  # ... and to one scheme://host:port
     max_header_bytes: int = Field(default=64 * 1024, ge=1024)  # one response's head
     max_decoded_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)  # an inflated gzip body
     user_agent: str = "llm-routing-gateway/0.1"

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 from providers.http1.connection import Connection
 from providers.http1.errors import ConnectFailed, ConnectionClosed, Timeout
-from providers.http1.limits import KEEPALIVE_S, MAX_CONNECTIONS, Limits
+from providers.http1.limits import KEEPALIVE_S, MAX_CONNECTIONS, MAX_PER_ORIGIN, Limits
 from providers.http1.pool import Origin, Pool, Resolver, system_resolver
 from providers.http1.proxy import ProxyRules
 from providers.http1.response import HttpTimeouts, Response
@@ -68,7 +68,11 @@ class HttpClient:
         """`limits` wins over `max_connections` and `keepalive_s`; `proxies` defaults to the
         environment's."""
         self.timeouts = timeouts
-        limits = limits or Limits(max_connections=max_connections, keepalive_s=keepalive_s)
+        limits = limits or Limits(
+            max_connections=max_connections,
+            max_per_origin=min(MAX_PER_ORIGIN, max_connections),
+            keepalive_s=keepalive_s,
+        )
         self.limits = limits
         self._pool = Pool(limits, resolver)
         self._ssl = ssl_context

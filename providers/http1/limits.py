@@ -10,8 +10,10 @@ from typing import NamedTuple
 
 MAX_HEADER_BYTES = 64 * 1024  # status line and headers of one response
 MAX_DECODED_BYTES = 64 * 1024 * 1024  # a gzip/deflate body inflated past this is refused
-MAX_CONNECTIONS = 1000  # open connections across all origins
-MAX_PER_ORIGIN = 256  # open connections to one scheme://host:port
+# One origin may hold at most half of all connections: a slow provider can't starve the others,
+# and 1,000 streams to one provider still fit.
+MAX_CONNECTIONS = 2048  # open connections across all origins
+MAX_PER_ORIGIN = 1024  # open connections to one scheme://host:port
 KEEPALIVE_S = 4.0  # an idle connection older than this is not reused (servers close at 5-60 s)
 
 
