@@ -18,8 +18,10 @@ from gateway.keys.keyring import Keyring, open_keyring
 from gateway.ledger.lifecycle import Ledger, open_ledger
 from gateway.metrics.prometheus import GatewayMetrics, MeteredLedger, open_breakers, open_metrics
 from gateway.reports.prices import register_prices
+from gateway.redis_options import BACKGROUND_OPTIONS
 from gateway.resp import RespClient
 from gateway.settings import Settings
+from gateway.upstreams import open_transports
 from providers.catalog import Catalog, load_catalog
 from providers.http1 import HttpClient
 from providers.llamacpp import LlamaCppProvider
@@ -30,8 +32,6 @@ from routing.executor import Executor
 from routing.planner import Planner
 from routing.runtime import Routing, RoutingConfig, open_routing
 
-UPSTREAM_POOL_SIZE = 1000  # open upstream connections across all providers
-UPSTREAM_KEEPALIVE_S = 60.0  # an idle upstream connection older than this is not reused
 REDIS_POOL_SIZE = 64  # redis-py connections per worker (background users); more commands wait
 REDIS_POOL_WAIT_S = 10.0  # a command that waits longer for a connection fails
 
@@ -77,7 +77,10 @@ def make_engine(settings: Settings) -> AsyncEngine:
 def timeouts_of(settings: Settings) -> Timeouts:
     r = settings.routing
     return Timeouts(
-        connect=r.connect_timeout_s, first_token=r.first_token_timeout_s, total=r.total_timeout_s
+        connect=r.connect_timeout_s,
+        first_token=r.first_token_timeout_s,
+        total=r.total_timeout_s,
+        idle=r.idle_timeout_s,
     )
 
 
@@ -85,8 +88,7 @@ def timeouts_of(settings: Settings) -> Timeouts:
 async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
     async with AsyncExitStack() as stack:
         catalog = load_catalog(settings.catalog.catalog)
-        http = HttpClient(max_connections=UPSTREAM_POOL_SIZE, keepalive_s=UPSTREAM_KEEPALIVE_S)
-        stack.push_async_callback(http.aclose)
+        http, transports = await open_transports(settings.upstream, catalog, stack)
         engine = make_engine(settings)
         stack.push_async_callback(engine.dispose)
         redis: Redis | None = None
@@ -98,6 +100,7 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
                 settings.redis.redis_url,
                 max_connections=REDIS_POOL_SIZE,
                 timeout=REDIS_POOL_WAIT_S,
+                **BACKGROUND_OPTIONS,
             )
             redis = Redis.from_pool(pool)  # closes the pool with the client
             stack.push_async_callback(redis.aclose)
@@ -108,8 +111,8 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
         ledger = await stack.enter_async_context(open_ledger(settings, engine, redis, resp))
         keyring = await stack.enter_async_context(open_keyring(settings, engine, redis, resp))
         await register_prices(engine, catalog)  # what reports show each price version as
-        providers: dict[str, Provider] = {"openai": OpenAICompatibleProvider(http)}
-        providers["llamacpp"] = LlamaCppProvider(http)
+        providers: dict[str, Provider] = {"openai": OpenAICompatibleProvider(http, transports)}
+        providers["llamacpp"] = LlamaCppProvider(http, transports)
         llamacpp = LlamaCppMonitor(
             http,
             [

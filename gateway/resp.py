@@ -1,6 +1,9 @@
 """A lean pipelined Redis client for the request path: RESP over a few multiplexed connections.
 
 Not a general client: no blocking commands, pub/sub or cluster; background users keep redis-py.
+Built to fail fast: connect and reply timeouts of ~1 s (`Address`), and for FAIL_FAST_S after a
+failed connect or a reply timeout every command fails at once instead of waiting again. After a
+failover the old primary's -READONLY (or -MASTERDOWN, -LOADING) makes the client reconnect.
 """
 
 from __future__ import annotations
@@ -9,15 +12,35 @@ import asyncio
 import functools
 import hashlib
 import logging
-import ssl
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any, cast
-from urllib.parse import parse_qs, unquote, urlsplit
 
 import hiredis
+
+from gateway.resp_address import CONNECT_TIMEOUT_S, REPLY_TIMEOUT_S, Address
+from gateway.resp_connection import (
+    Connection,
+    ConnectionFailed,
+    FailingFast,
+    ReplyError,
+    ReplyTimeout,
+    RespError,
+)
+
+__all__ = [
+    "CONNECT_TIMEOUT_S",
+    "REPLY_TIMEOUT_S",
+    "Address",
+    "Batch",
+    "ConnectionFailed",
+    "FailingFast",
+    "ReplyError",
+    "ReplyTimeout",
+    "RespClient",
+    "RespError",
+    "Script",
+]
 
 log = logging.getLogger("gateway.resp")
 
@@ -25,216 +48,43 @@ Arg = bytes | str | int | float
 Command = tuple[Arg, ...]
 
 CONNECTIONS = 2  # per client (one per worker); replies are multiplexed, so a few are plenty
-REPLY_TIMEOUT_S = 10.0  # a reply (or a connect) slower than this fails the whole connection
+FAIL_FAST_S = 1.0  # after a failed connect or a reply timeout, commands fail at once this long
 
 _pack = cast(Callable[[Command], bytes], hiredis.pack_command)  # its stub says a 1-tuple
-
-
-class RespError(Exception):
-    """A command sent through `RespClient` failed. The tree:
-
-    RespError
-     ├── ReplyError         Redis answered with an error reply; the connection is fine
-     └── ConnectionFailed   no connection, or it dropped: every command waiting on it fails;
-          └── ReplyTimeout  no reply within the timeout (the connection is dropped too)
-    """
-
-
-class ReplyError(RespError):
-    @property
-    def no_script(self) -> bool:
-        return str(self).startswith("NOSCRIPT")
-
-
-class ConnectionFailed(RespError):
-    pass
-
-
-class ReplyTimeout(ConnectionFailed):
-    pass
-
-
-@dataclass(frozen=True, slots=True)
-class Address:
-    """Where Redis is and how to log in: the parsed `redis://`, `rediss://` or `unix://` URL."""
-
-    host: str = "127.0.0.1"
-    port: int = 6379
-    path: str | None = None  # a unix socket instead of host and port
-    db: int = 0
-    username: str | None = None
-    password: str | None = field(default=None, repr=False)
-    tls: ssl.SSLContext | None = None
-
-    @classmethod
-    def from_url(cls, url: str) -> Address:
-        parts = urlsplit(url)
-        query = {name: values[-1] for name, values in parse_qs(parts.query).items()}
-        if parts.scheme not in ("redis", "rediss", "unix"):
-            raise ValueError(f"unsupported Redis URL scheme {parts.scheme!r}: not redis(s), unix")
-        unknown = sorted(set(query) - {"db", "ssl_cert_reqs"})
-        if unknown:
-            raise ValueError(f"unsupported Redis URL options {unknown}: only db, ssl_cert_reqs")
-        db_path = parts.path.strip("/") if parts.scheme != "unix" else ""
-        tls = None
-        if parts.scheme == "rediss":
-            tls = ssl.create_default_context()
-            if query.get("ssl_cert_reqs") == "none":
-                tls.check_hostname, tls.verify_mode = False, ssl.CERT_NONE
-        return cls(
-            host=parts.hostname or "localhost",
-            port=parts.port or 6379,
-            path=parts.path if parts.scheme == "unix" else None,
-            db=int(query.get("db") or db_path or 0),
-            username=unquote(parts.username) if parts.username else None,
-            password=unquote(parts.password) if parts.password else None,
-            tls=tls,
-        )
-
-    def __str__(self) -> str:
-        return self.path or f"{self.host}:{self.port}"
-
-    def greeting(self) -> list[Command]:
-        """What a new connection sends first: AUTH and SELECT, as needed."""
-        commands: list[Command] = []
-        if self.password is not None:
-            user = () if self.username is None else (self.username,)
-            commands.append(("AUTH", *user, self.password))
-        if self.db:
-            commands.append(("SELECT", self.db))
-        return commands
-
-
-class _Connection(asyncio.Protocol):
-    """One socket: requests are written in order, so their replies come back in that order.
-
-    Each waiter is (future, replies expected or 0 for one unwrapped reply, deadline). A waiter
-    whose caller was cancelled still takes its replies, which are dropped. An idle connection
-    writes a command at once; while replies are due, commands join one write on the loop's next
-    turn (`_flush`), so a burst from many concurrent requests costs one syscall, not one each.
-    """
-
-    def __init__(self, address: Address, timeout_s: float) -> None:
-        self._address = address
-        self._timeout_s = timeout_s
-        self._loop = asyncio.get_running_loop()
-        self._reader = hiredis.Reader(replyError=ReplyError)
-        self._waiting: deque[tuple[asyncio.Future[Any], int, float]] = deque()
-        self._partial: list[Any] = []
-        self._transport: asyncio.Transport | None = None
-        self._watchdog: asyncio.TimerHandle | None = None
-        self._lost = False
-        self._pending: list[bytes] = []  # not yet written; when not empty a `_flush` is scheduled
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = cast(asyncio.Transport, transport)
-
-    def ready(self) -> bool:
-        """Open for commands; closing counts as lost even before `connection_lost` runs."""
-        transport = self._transport
-        return not self._lost and transport is not None and not transport.is_closing()
-
-    def busy(self) -> bool:
-        """Replies are due: a command sent now joins the next write instead of its own."""
-        return bool(self._waiting)
-
-    def send(self, data: bytes, count: int) -> asyncio.Future[Any]:
-        future = self._loop.create_future()
-        if not self.ready():  # lost between being opened and used: fail now, not at the timeout
-            future.set_exception(
-                ConnectionFailed(f"the connection to Redis at {self._address} closed")
-            )
-            return future
-        waiting = self._waiting
-        if not waiting:  # idle: nothing to wait behind
-            cast(asyncio.Transport, self._transport).write(data)
-        else:
-            if not self._pending:
-                self._loop.call_soon(self._flush)
-            self._pending.append(data)  # in the waiters' order, so replies match
-        waiting.append((future, count, time.monotonic() + self._timeout_s))
-        if self._watchdog is None:
-            self._watchdog = self._loop.call_later(self._timeout_s, self._watch)
-        return future
-
-    def _flush(self) -> None:
-        pending, self._pending = self._pending, []
-        if pending and self.ready():  # else `_drop` has failed, or will fail, their waiters
-            cast(asyncio.Transport, self._transport).write(b"".join(pending))
-
-    def data_received(self, data: bytes) -> None:
-        reader, waiting = self._reader, self._waiting
-        reader.feed(data)
-        try:
-            reply = reader.gets()
-            while reply is not False:
-                future, count, _ = waiting[0]
-                if count:
-                    self._partial.append(reply)
-                    if len(self._partial) < count:
-                        reply = reader.gets()
-                        continue
-                    reply, self._partial = self._partial, []
-                waiting.popleft()
-                if not future.done():  # done: its caller was cancelled
-                    future.set_result(reply)
-                reply = reader.gets()
-        except (hiredis.ProtocolError, IndexError) as exc:  # garbage, or a reply nobody asked for
-            self._drop(ConnectionFailed, f"Redis at {self._address} broke the protocol: {exc}")
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        detail = f": {exc}" if exc is not None else ""
-        self._drop(ConnectionFailed, f"connection to Redis at {self._address} lost{detail}")
-
-    def _watch(self) -> None:
-        self._watchdog = None
-        if not self._waiting:
-            return
-        left = self._waiting[0][2] - time.monotonic()
-        if left > 0:
-            self._watchdog = self._loop.call_later(left, self._watch)
-            return
-        message = f"Redis at {self._address} did not answer within {self._timeout_s:g} s"
-        self._drop(ReplyTimeout, message)
-
-    def _drop(self, error: type[ConnectionFailed], message: str) -> None:
-        """Fail every waiter and close: Redis answers in order, so nothing behind can recover."""
-        self._lost = True
-        if self._watchdog is not None:
-            self._watchdog.cancel()
-            self._watchdog = None
-        while self._waiting:
-            future = self._waiting.popleft()[0]
-            if not future.done():
-                future.set_exception(error(message))
-        self._partial = []
-        self._pending = []
-        if self._transport is not None:
-            self._transport.abort()
-
-    def close(self) -> None:
-        self._drop(ConnectionFailed, "the Redis client was closed")
 
 
 class RespClient:
     """Commands spread round-robin over a few connections, each opened on first use and again
     after it is lost; while the last one used is waiting for replies, commands stay on it, so a
-    burst shares one write. A command's reply is awaited without a pool or a per-call timer."""
+    burst shares one write. A command's reply is awaited without a pool or a per-call timer.
+
+    A new connection sends AUTH, SELECT and SCRIPT LOAD of every script first, so EVALSHA
+    finds its script after a restart or a failover. Nothing is retried here, except a command
+    refused with -READONLY/-MASTERDOWN/-LOADING (it did nothing): once, on new connections.
+    """
 
     def __init__(
         self,
         address: Address,
         *,
         connections: int = CONNECTIONS,
-        timeout_s: float = REPLY_TIMEOUT_S,
+        timeout_s: float | None = None,
+        connect_timeout_s: float | None = None,
+        fail_fast_s: float = FAIL_FAST_S,
     ) -> None:
         self.address = address
-        self._timeout_s = timeout_s
-        self._slots: list[_Connection | None] = [None] * connections
-        self._opening: list[asyncio.Task[_Connection] | None] = [None] * connections
+        self._timeout_s = address.reply_timeout_s if timeout_s is None else timeout_s
+        self._connect_timeout_s = (
+            address.connect_timeout_s if connect_timeout_s is None else connect_timeout_s
+        )
+        self._fail_fast_s = fail_fast_s
+        self._down_until = 0.0  # monotonic: until then commands fail at once
+        self._down_reason = ""
+        self._slots: list[Connection | None] = [None] * connections
+        self._opening: list[asyncio.Task[Connection] | None] = [None] * connections
         self._next = 0
-        self._last: _Connection | None = None  # busy, it takes new commands: see `_request`
-        self._scripts: dict[Arg, str] = {}  # sha -> source, for the NOSCRIPT fallback
+        self._last: Connection | None = None  # busy, it takes new commands: see `_request`
+        self._scripts: dict[Arg, str] = {}  # sha -> source: loaded on connect, NOSCRIPT fallback
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> RespClient:
@@ -249,29 +99,44 @@ class RespClient:
         """One command's reply; an error reply is raised as `ReplyError`."""
         reply = await self._request(_pack(args), 0)
         if isinstance(reply, ReplyError):
-            if reply.no_script and args[0] == "EVALSHA" and args[1] in self._scripts:
-                return await self.execute("EVAL", self._scripts[args[1]], *args[2:])
-            raise reply
+            if reply.reconnect:
+                self._retire_all()
+                reply = await self._request(_pack(args), 0)
+            if isinstance(reply, ReplyError):
+                if reply.no_script and args[0] == "EVALSHA" and args[1] in self._scripts:
+                    return await self.execute("EVAL", self._scripts[args[1]], *args[2:])
+                raise reply
         return reply
 
     async def pipeline(self, commands: Sequence[Command]) -> list[Any]:
         """Several commands in one write and one round trip; error replies are returned as
-        `ReplyError` values in their place, not raised."""
+        `ReplyError` values in their place, not raised.
+
+        A command whose script Redis had lost (NOSCRIPT: flushed while connected) is sent
+        again by EVAL after the others: it runs after them. Batches mix only independent
+        commands, so their order doesn't matter."""
         if not commands:
             return []
         data = b"".join([_pack(command) for command in commands])
         replies: list[Any] = await self._request(data, len(commands))
         for n, reply in enumerate(replies):
-            if isinstance(reply, ReplyError) and reply.no_script:
-                command = commands[n]
-                if command[0] == "EVALSHA" and command[1] in self._scripts:
-                    try:
-                        replies[n] = await self.execute(*command)  # falls back to EVAL
-                    except ReplyError as exc:
-                        replies[n] = exc
+            if isinstance(reply, ReplyError):
+                if reply.reconnect:
+                    self._retire_all()
+                if reply.no_script:
+                    command = commands[n]
+                    if command[0] == "EVALSHA" and command[1] in self._scripts:
+                        try:
+                            replies[n] = await self.execute(*command)  # falls back to EVAL
+                        except RespError as exc:
+                            replies[n] = exc
         return replies
 
     def _request(self, data: bytes, count: int) -> Awaitable[Any]:
+        if self._down_until and time.monotonic() < self._down_until:
+            future = asyncio.get_running_loop().create_future()
+            future.set_exception(FailingFast(self._down_reason))
+            return future
         connection = self._last
         if connection is None or not connection.busy() or not connection.ready():
             slots = self._slots
@@ -282,6 +147,20 @@ class RespClient:
             self._last = connection
         return connection.send(data, count)
 
+    def _failed(self, reason: str) -> None:
+        """Redis just failed us: fail fast for a while instead of waiting on it again."""
+        self._down_until = time.monotonic() + self._fail_fast_s
+        self._down_reason = f"{reason} (failing fast for {self._fail_fast_s:g} s)"
+
+    def _timed_out(self) -> None:
+        self._failed(f"Redis at {self.address} did not answer within {self._timeout_s:g} s")
+
+    def _retire_all(self) -> None:
+        for connection in self._slots:
+            if connection is not None:
+                connection.retire()
+        self._last = None
+
     async def _request_when_open(self, n: int, data: bytes, count: int) -> Any:
         opening = self._opening[n]
         if opening is None:
@@ -290,19 +169,27 @@ class RespClient:
         connection = await asyncio.shield(opening)  # one caller's cancellation can't abort it
         return await connection.send(data, count)
 
-    def _opened(self, n: int, opening: asyncio.Task[_Connection]) -> None:
+    def _opened(self, n: int, opening: asyncio.Task[Connection]) -> None:
         self._opening[n] = None
         if not opening.cancelled() and opening.exception() is None:
             self._slots[n] = opening.result()
 
-    async def _open(self) -> _Connection:
-        address, loop = self.address, asyncio.get_running_loop()
+    async def _open(self) -> Connection:
+        try:
+            return await self._connect()
+        except ConnectionFailed as exc:
+            self._failed(str(exc))
+            raise
 
-        def connection() -> _Connection:
-            return _Connection(address, self._timeout_s)
+    async def _connect(self) -> Connection:
+        address, loop = self.address, asyncio.get_running_loop()
+        timeout_s = self._connect_timeout_s
+
+        def connection() -> Connection:
+            return Connection(address, self._timeout_s, self._timed_out)
 
         try:
-            async with asyncio.timeout(self._timeout_s):
+            async with asyncio.timeout(timeout_s):
                 if address.path is not None:
                     _, opened = await loop.create_unix_connection(connection, address.path)
                 else:
@@ -311,7 +198,8 @@ class RespClient:
                     )
         except (OSError, TimeoutError) as exc:
             raise ConnectionFailed(f"cannot connect to Redis at {address}: {exc!r}") from exc
-        greeting = address.greeting()
+        greeting: list[Command] = [*address.greeting()]
+        greeting += [("SCRIPT", "LOAD", source) for source in self._scripts.values()]
         if greeting:  # a lost or late reply fails (and drops) the connection by itself
             data = b"".join([_pack(command) for command in greeting])
             try:
@@ -322,7 +210,8 @@ class RespClient:
             refused = [reply for reply in replies if isinstance(reply, ReplyError)]
             if refused:
                 opened.close()
-                raise ConnectionFailed(f"Redis at {address} refused the login: {refused[0]}")
+                why = f"refused the login (or a script load): {refused[0]}"
+                raise ConnectionFailed(f"Redis at {address} {why}")
         return opened
 
     async def aclose(self) -> None:
@@ -356,6 +245,10 @@ class Batch:
 
     Each owner judges its own reply in `on_reply` (an error arrives as a `RespError` value);
     what an `on_reply` raises is raised by `send`, once every owner has seen its reply.
+
+    Every command added must be safe to run twice (the settle script is idempotent per hold,
+    the ledger writer drops a repeated event): when the connection drops before the replies
+    arrive, Redis may or may not have run them, so the batch is sent once more.
     """
 
     __slots__ = ("_items",)
@@ -396,6 +289,20 @@ class Batch:
 
 async def _replies(client: RespClient, commands: list[Command]) -> list[Any]:
     try:
-        return await client.pipeline(commands)
-    except RespError as exc:  # no connection: every command sent to it failed alike
+        replies = await client.pipeline(commands)
+    except (ReplyTimeout, FailingFast) as exc:  # Redis is stalled or down: don't wait again
         return [exc] * len(commands)
+    except ConnectionFailed:  # dropped: run or not, unknown; every command is idempotent
+        try:
+            replies = await client.pipeline(commands)
+        except RespError as exc:  # no connection: every command sent to it failed alike
+            return [exc] * len(commands)
+    again = [n for n, got in enumerate(replies) if isinstance(got, ReplyError) and got.reconnect]
+    if again:  # refused by a demoted primary: nothing ran; once more on new connections
+        try:
+            redone = await client.pipeline([commands[n] for n in again])
+        except RespError as exc:
+            redone = [exc] * len(again)
+        for n, reply in zip(again, redone, strict=True):
+            replies[n] = reply
+    return replies

@@ -80,6 +80,7 @@ class RoutingSettings(BaseSettings):
     connect_timeout_s: float = Field(default=5.0, gt=0)
     first_token_timeout_s: float = Field(default=60.0, gt=0)
     total_timeout_s: float = Field(default=600.0, gt=0)
+    idle_timeout_s: float = Field(default=60.0, gt=0)  # longest silence inside an answer's body
     max_attempts: int = Field(default=6, ge=1)  # per generation, across providers
     retries_per_endpoint: int = Field(default=1, ge=0)
     backoff_base_s: float = Field(default=0.05, ge=0)
@@ -127,6 +128,22 @@ class KeysSettings(BaseSettings):
     hold_ttl_s: float = Field(default=960.0, gt=0)
 
 
+class UpstreamSettings(BaseSettings):
+    """How the gateway reaches upstreams (both transports). Proxies come from HTTP(S)_PROXY and
+    NO_PROXY; the catalog's `transport` and `keepalive_s` are per endpoint."""
+
+    model_config = SettingsConfigDict(env_prefix="GATEWAY_UPSTREAM_")
+
+    ca_bundle: str | None = None  # PEM file of CAs to trust instead of the system's
+    client_cert: str | None = None  # PEM client certificate (mutual TLS) ...
+    client_key: str | None = None  # ... and its key, when not in the same file
+    max_connections: int = Field(default=2048, ge=1)  # open upstream connections in all
+    max_per_origin: int = Field(default=1024, ge=1)  # ... and to one scheme://host:port
+    max_header_bytes: int = Field(default=64 * 1024, ge=1024)  # one response's head
+    max_decoded_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)  # an inflated gzip body
+    user_agent: str = "llm-routing-gateway/0.1"
+
+
 class Settings:
     """Every concern's settings, built once from the environment."""
 
@@ -139,6 +156,7 @@ class Settings:
         routing: RoutingSettings | None = None,
         ledger: LedgerSettings | None = None,
         keys: KeysSettings | None = None,
+        upstream: UpstreamSettings | None = None,
     ) -> None:
         self.server = server or ServerSettings()
         self.catalog = catalog or CatalogSettings()
@@ -147,3 +165,4 @@ class Settings:
         self.routing = routing or RoutingSettings()
         self.ledger = ledger or LedgerSettings()
         self.keys = keys or KeysSettings()
+        self.upstream = upstream or UpstreamSettings()

@@ -63,6 +63,11 @@ class Endpoint(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     spill_over: bool = True  # llamacpp: yield to others when every slot is busy
     headers: dict[str, str] = {}
     enabled: bool = True
+    transport: Literal["http1", "httpx"] = "http1"  # httpx: HTTP/2, SOCKS, proxy auth schemes
+    keepalive_s: float = 4.0  # reuse an idle connection at most this long (below server timeouts)
+    ca_bundle: str | None = None  # PEM CAs to trust for this endpoint (else the gateway's)
+    client_cert: str | None = None  # PEM client certificate for mutual TLS ...
+    client_key: str | None = None  # ... and its key, when not in the same file
 
     @property
     def id(self) -> str:

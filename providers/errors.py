@@ -17,6 +17,10 @@ serve instead, whether it counts against the endpoint's uptime, and the client-f
     ├── UpstreamProtocolError          invalid JSON, malformed stream     retry, fallback, uptime
     ├── UpstreamUnavailable            loading, all slots busy, breaker   fallback, not uptime
     └── MidStreamError                 failed after the first byte        final, uptime
+
+`answered` (per instance) overrides `retryable`: the failure came after the upstream's answer
+had started (a body cut after the status line, a stall mid-body, a bad 200 body), so it may have
+generated and billed the request; the same endpoint is never sent it again (another may be).
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ class UpstreamError(Exception):
         self.status = status
         self.retry_after = retry_after
         self.body = body
+        self.answered = False  # set where the transport says the answer had started
 
     @property
     def http_status(self) -> int:

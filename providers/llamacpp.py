@@ -12,7 +12,6 @@ from contextlib import aclosing, contextmanager
 from typing import Any, cast
 
 from providers.errors import UpstreamError, UpstreamUnavailable
-from providers.http1 import Response
 from providers.openai_compatible import OpenAICompatibleProvider
 from providers.provider import Chunk, Completion, UpstreamCall
 from providers.reasoning import (
@@ -24,6 +23,7 @@ from providers.reasoning import (
     reasoning_of,
     with_reasoning_tokens,
 )
+from providers.transport import UpstreamResponse
 from providers.usage import MAX_REPORTED_TOKENS, Usage, normalize_usage
 
 __all__ = [
@@ -192,7 +192,7 @@ class LlamaCppProvider(OpenAICompatibleProvider):
     def translate(self, call: UpstreamCall) -> dict[str, Any]:
         return translate_body(call.body)
 
-    async def _raise_for_status(self, call: UpstreamCall, resp: Response) -> None:
+    async def _raise_for_status(self, call: UpstreamCall, resp: UpstreamResponse) -> None:
         with llamacpp_errors():
             await super()._raise_for_status(call, resp)
 

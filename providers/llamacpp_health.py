@@ -18,7 +18,8 @@ import msgspec
 
 from providers.background import stop_task
 from providers.catalog import Endpoint, Secret
-from providers.http1 import HttpClient, HttpClientError, HttpTimeouts, Timeout
+from providers.http1 import HttpClientError, HttpTimeouts, Timeout
+from providers.transport import UpstreamTransport
 
 log = logging.getLogger("providers.llamacpp")
 
@@ -143,7 +144,7 @@ class LlamaCppMonitor:
 
     def __init__(
         self,
-        client: HttpClient,
+        client: UpstreamTransport,
         endpoints: Iterable[tuple[Endpoint, Secret | None]],
         *,
         interval_s: float = POLL_INTERVAL_S,
@@ -249,10 +250,13 @@ class LlamaCppMonitor:
         return state
 
     async def _get(self, server: _Server, path: str) -> tuple[int, bytes]:
-        async with await self._client.request(
+        resp = await self._client.request(
             "GET", server.root + path, server.headers, timeouts=self._timeouts
-        ) as resp:
+        )
+        try:
             return resp.status, await resp.read()
+        finally:
+            await resp.aclose()
 
     async def _get_ok(self, server: _Server, path: str) -> bytes | None:
         """The body of a 200; None for another answer; `_Unsupported` when the route is off."""

@@ -1,6 +1,9 @@
-"""Adapter for every OpenAI-compatible chat-completions upstream, over one pooled client.
+"""Adapter for every OpenAI-compatible chat-completions upstream, over an `UpstreamTransport`
+(the pooled http1 client, or another one named by the endpoint's `transport`).
 
-Transport failures become `providers.errors` classes here and nowhere else.
+Transport failures become `providers.errors` classes here and nowhere else. A failure after
+any byte of the answer arrived is marked `answered`: the upstream may have generated (and
+billed) it, so routing never sends the request to that endpoint again.
 """
 
 from __future__ import annotations
@@ -11,12 +14,13 @@ import email.utils
 import math
 import time
 import urllib.parse
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
 import msgspec
 
+from providers.catalog import Endpoint
 from providers.errors import (
     UpstreamConnectError,
     UpstreamError,
@@ -28,11 +32,9 @@ from providers.errors import (
 from providers.http1 import (
     ConnectFailed,
     ConnectionClosed,
-    HttpClient,
     HttpClientError,
     HttpTimeouts,
     MalformedResponse,
-    Response,
     Timeout,
 )
 from providers.provider import Chunk, Completion, Timeouts, UpstreamCall
@@ -44,6 +46,7 @@ from providers.reasoning import (
 )
 from providers.redaction import redact
 from providers.sse import SseData, SseError
+from providers.transport import UpstreamResponse, UpstreamTransport
 from providers.usage import normalize_usage
 
 MAX_ERROR_BODY = 64 * 1024
@@ -63,14 +66,20 @@ def upstream_errors(provider: str, url: str = "") -> Iterator[None]:
     except UpstreamError:
         raise
     except (Timeout, TimeoutError) as exc:
-        raise UpstreamTimeout(f"{provider}: upstream timed out ({exc})") from exc
+        raise _answered(UpstreamTimeout(f"{provider}: upstream timed out ({exc})"), exc) from exc
     except ConnectFailed as exc:
         where = _without_credentials(url) if url else "upstream"
         raise UpstreamConnectError(f"{provider}: cannot connect to {where}") from exc
     except (ConnectionClosed, ConnectionError) as exc:
-        raise UpstreamReset(f"{provider}: upstream closed the connection") from exc
-    except (MalformedResponse, SseError) as exc:
-        raise UpstreamProtocolError(f"{provider}: bad upstream response ({exc})") from exc
+        cut = "cut its answer short" if _received(exc) else "closed the connection"
+        raise _answered(UpstreamReset(f"{provider}: upstream {cut}"), exc) from exc
+    except SseError as exc:  # only ever raised on a body: the upstream answered
+        error = UpstreamProtocolError(f"{provider}: bad upstream response ({exc})")
+        error.answered = True
+        raise error from exc
+    except MalformedResponse as exc:
+        error = UpstreamProtocolError(f"{provider}: bad upstream response ({exc})")
+        raise _answered(error, exc) from exc
 
 
 def _without_credentials(url: str) -> str:
@@ -86,9 +95,29 @@ def _without_credentials(url: str) -> str:
     return f"{parts.scheme}://{host}{port}{parts.path}"
 
 
-def http_timeouts(t: Timeouts) -> HttpTimeouts:
-    """An attempt's limits as the HTTP client takes them."""
-    return HttpTimeouts(t.connect, t.first_token, t.total)
+def _received(exc: BaseException) -> bool:
+    return isinstance(exc, HttpClientError) and exc.received
+
+
+def _answered(error: UpstreamError, cause: BaseException) -> UpstreamError:
+    """Mark a failure that came after the answer had started: the attempt keeps the status the
+    upstream sent (a 200 cut short may have been generated and billed upstream)."""
+    if _received(cause):
+        assert isinstance(cause, HttpClientError)
+        error.answered = True
+        error.status = cause.status or None
+        error.message += " after its answer had started; not sent to it again"
+        if cause.status:
+            error.message += f" (it answered {cause.status}: the upstream may bill it)"
+    return error
+
+
+def http_timeouts(t: Timeouts, streamed: bool = True) -> HttpTimeouts:
+    """An attempt's limits as the HTTP client takes them. A non-streamed answer's headers come
+    after the whole generation, so they are awaited under the total limit, not the first-token
+    one (a long generation would otherwise time out, be re-sent and be paid for again)."""
+    headers = t.first_token if streamed else t.total
+    return HttpTimeouts(t.connect, headers, t.total, t.idle)
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -134,7 +163,7 @@ def _redacted(call: UpstreamCall, message: str) -> str:
     return redact(message, (secret,))[:MAX_MESSAGE_CHARS]
 
 
-async def _finish_after_done(resp: Response) -> None:
+async def _finish_after_done(resp: UpstreamResponse) -> None:
     """Read the end of the body that follows `[DONE]`, so the connection can be reused; a body
     that doesn't end within DONE_GRACE_S takes its connection down when closed."""
     try:
@@ -142,19 +171,51 @@ async def _finish_after_done(resp: Response) -> None:
             async with asyncio.timeout(DONE_GRACE_S):
                 await resp.read(MAX_ERROR_BODY)
     finally:
-        resp.close()
+        await resp.aclose()
 
 
 class OpenAICompatibleProvider:
-    """Speaks `POST {base_url}/chat/completions`, streaming (SSE) and not."""
+    """Speaks `POST {base_url}/chat/completions`, streaming (SSE) and not.
+
+    `client` is the default transport (`transport = "http1"`); `transports` holds the others an
+    endpoint may name, and under an endpoint's id one made for it alone (its own TLS settings).
+    """
 
     kind = "openai"
 
-    def __init__(self, client: HttpClient) -> None:
+    def __init__(
+        self,
+        client: UpstreamTransport,
+        transports: Mapping[str, UpstreamTransport] | None = None,
+    ) -> None:
         self._client = client
+        self._transports = dict(transports or {})
         self._finishing: set[asyncio.Task[None]] = set()  # bodies read on after `[DONE]`
 
-    def _finish_later(self, resp: Response) -> bool:
+    def _transport(self, endpoint: Endpoint) -> UpstreamTransport:
+        own = self._transports.get(endpoint.id)  # one with the endpoint's own TLS settings
+        if own is not None:
+            return own
+        name = endpoint.transport
+        if name == "http1":
+            return self._client
+        found = self._transports.get(name)
+        if found is None:
+            raise UpstreamConnectError(f"{endpoint.provider}: transport {name!r} is not set up")
+        return found
+
+    async def _post(self, call: UpstreamCall, body: bytes, streamed: bool) -> UpstreamResponse:
+        endpoint = call.endpoint
+        return await self._transport(endpoint).request(
+            "POST",
+            f"{endpoint.url}/chat/completions",
+            self._headers(call),
+            body,
+            http_timeouts(call.timeouts, streamed),
+            endpoint.keepalive_s,
+        )
+
+    def _finish_later(self, resp: UpstreamResponse) -> bool:
         """The client's stream ends at `[DONE]`; what the upstream still sends of its body is
         read in the background. False when the body has already ended."""
         if resp.complete:
@@ -188,10 +249,13 @@ class OpenAICompatibleProvider:
                 found += len(map_reasoning(part, exclude))
         return found
 
-    async def _raise_for_status(self, call: UpstreamCall, resp: Response) -> None:
+    async def _raise_for_status(self, call: UpstreamCall, resp: UpstreamResponse) -> None:
         if resp.status < 400:
             return
-        raw = await resp.read(MAX_ERROR_BODY)
+        try:
+            raw = await resp.read(MAX_ERROR_BODY)
+        except HttpClientError:  # the status is the verdict; a cut error body doesn't change it
+            raw = b""
         message, body = _error_message(raw)
         raise error_for_status(
             resp.status,
@@ -205,19 +269,13 @@ class OpenAICompatibleProvider:
         started = time.monotonic()
         body = _encode(self.translate(call))
         with upstream_errors(provider, call.endpoint.url):
-            resp = await self._client.request(
-                "POST",
-                f"{call.endpoint.url}/chat/completions",
-                self._headers(call),
-                body,
-                http_timeouts(call.timeouts),
-            )
+            resp = await self._post(call, body, streamed=False)
             try:
                 ttft = time.monotonic() - started
                 await self._raise_for_status(call, resp)
                 raw = await resp.read(MAX_RESPONSE_BYTES + 1)
             finally:
-                resp.close()
+                await resp.aclose()
         latency = time.monotonic() - started
         if len(raw) > MAX_RESPONSE_BYTES:
             raise UpstreamProtocolError(
@@ -226,9 +284,14 @@ class OpenAICompatibleProvider:
         try:
             payload = _decode(raw)
         except msgspec.DecodeError as exc:
-            raise UpstreamProtocolError(f"{provider}: upstream sent invalid JSON") from exc
+            error = UpstreamProtocolError(f"{provider}: upstream sent invalid JSON")
+            error.answered = True  # a 200 with a body: whatever it was, it may be billed
+            error.status = resp.status
+            raise error from exc
         if not isinstance(payload, dict) or not isinstance(payload.get("choices"), list):
-            raise UpstreamProtocolError(f"{provider}: upstream answer has no choices")
+            error = UpstreamProtocolError(f"{provider}: upstream answer has no choices")
+            error.answered, error.status = True, resp.status
+            raise error
         return self.finish(call, payload, ttft, latency)
 
     def finish(
@@ -254,18 +317,12 @@ class OpenAICompatibleProvider:
             "include_usage": True,
         }
         with upstream_errors(provider, call.endpoint.url):
-            resp = await self._client.request(
-                "POST",
-                f"{call.endpoint.url}/chat/completions",
-                self._headers(call),
-                _encode(body),
-                http_timeouts(call.timeouts),
-            )
+            resp = await self._post(call, _encode(body), streamed=True)
             finishing = False
             try:
                 await self._raise_for_status(call, resp)
                 events = SseData()  # blank separators, comments and `event:` lines are skipped
-                async for raw in resp:
+                async for raw in resp.aiter_bytes():
                     for data in events.feed(raw):
                         if data == b"[DONE]":
                             finishing = self._finish_later(resp)
@@ -275,19 +332,25 @@ class OpenAICompatibleProvider:
                     if data == b"[DONE]":
                         return
                     yield self.parse_chunk(call, data)
-                raise UpstreamReset(f"{provider}: stream ended without [DONE]")
+                ended = UpstreamReset(f"{provider}: stream ended without [DONE]")
+                ended.answered, ended.status = True, resp.status
+                raise ended
             finally:
                 if not finishing:
-                    resp.close()
+                    await resp.aclose()
 
     def parse_chunk(self, call: UpstreamCall, data: bytes) -> Chunk:
         provider = call.endpoint.provider
         try:
             chunk = _decode(data)
         except msgspec.DecodeError as exc:
-            raise UpstreamProtocolError(f"{provider}: invalid JSON in stream") from exc
+            error = UpstreamProtocolError(f"{provider}: invalid JSON in stream")
+            error.answered = True
+            raise error from exc
         if not isinstance(chunk, dict):
-            raise UpstreamProtocolError(f"{provider}: stream chunk is not an object")
+            error = UpstreamProtocolError(f"{provider}: stream chunk is not an object")
+            error.answered = True
+            raise error
         err = chunk.get("error")
         if err is not None:
             message = err.get("message") if isinstance(err, dict) else str(err)

@@ -20,6 +20,7 @@ class Timeouts:
     connect: float = 5.0
     first_token: float = 60.0  # until response headers (and, streaming, the first chunk)
     total: float = 600.0  # the whole attempt
+    idle: float = 60.0  # the longest silence between two pieces of an answer's body
 
 
 @dataclass(frozen=True, slots=True)

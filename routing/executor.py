@@ -132,7 +132,9 @@ class Executor:
                 raise UpstreamUnavailable(f"{endpoint.provider}: empty stream") from None
             except TimeoutError as exc:
                 await stream.aclose()  # type: ignore[attr-defined]
-                raise UpstreamTimeout(f"{endpoint.provider}: no first token in time") from exc
+                late = UpstreamTimeout(f"{endpoint.provider}: no first token in time")
+                late.answered = True  # it may be generating (and billing) it: never sent again
+                raise late from exc
             except BaseException:
                 await stream.aclose()  # type: ignore[attr-defined]
                 raise
@@ -309,7 +311,9 @@ class Executor:
         if remaining <= 0:
             raise UpstreamTimeout(f"{endpoint.provider}: the generation ran out of time")
         t = self._timeouts
-        timeouts = Timeouts(t.connect, min(t.first_token, remaining), min(t.total, remaining))
+        timeouts = Timeouts(
+            t.connect, min(t.first_token, remaining), min(t.total, remaining), t.idle
+        )
         call = UpstreamCall(
             endpoint,
             upstream_body(endpoint, body, run.plan.request.parameters),

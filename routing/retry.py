@@ -26,6 +26,8 @@ def retryable(exc: BaseException, alone: bool) -> bool:
     """Worth another try of the same endpoint; `alone`: no other endpoint may be tried."""
     if not isinstance(exc, UpstreamError) or not exc.retryable:
         return False
+    if exc.answered:  # the upstream had started answering: it may have billed this attempt
+        return False
     # A Retry-After sends the request elsewhere at once, unless nowhere else is allowed.
     return exc.retry_after is None or alone
 

@@ -32,6 +32,7 @@ class RoutingConfig:
     connect_timeout_s: float = 5.0
     first_token_timeout_s: float = 60.0
     total_timeout_s: float = 600.0
+    idle_timeout_s: float = 60.0
     generation_timeout_s: float = 900.0
     max_attempts: int = 6
     retries_per_endpoint: int = 1
@@ -73,7 +74,12 @@ class RoutingConfig:
         )
 
     def timeouts(self) -> Timeouts:
-        return Timeouts(self.connect_timeout_s, self.first_token_timeout_s, self.total_timeout_s)
+        return Timeouts(
+            self.connect_timeout_s,
+            self.first_token_timeout_s,
+            self.total_timeout_s,
+            self.idle_timeout_s,
+        )
 
 
 @dataclass

@@ -14,7 +14,6 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, TypeVar
 
 import msgspec
-from redis.asyncio import Redis
 from sqlalchemy import pool
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -27,6 +26,7 @@ from gateway.keys.record import LIMIT_RESETS, ApiKey
 from gateway.keys.refresh import announce
 from gateway.keys.schemas import KeyPatch, KeySpec
 from gateway.keys.store import KeyStore
+from gateway.redis_options import background_redis
 from gateway.settings import DatabaseSettings, RedisSettings
 from routing.preferences import MODES, ProviderPreferences
 
@@ -165,7 +165,7 @@ async def _announce() -> None:
     settings = RedisSettings()
     if not settings.redis_url:
         return
-    redis = Redis.from_url(settings.redis_url)
+    redis = background_redis(settings.redis_url)
     try:
         await announce(redis, changes_channel(settings.redis_prefix))
     finally:

@@ -30,6 +30,10 @@ from gateway.resp import Batch, RespClient, RespError
 
 log = logging.getLogger("gateway.keys.limiter")
 
+# Settle ids are remembered at least this long (a batch is re-sent within a second or two); the
+# per-key set is trimmed every ~16 settles, so it holds about a minute of that key's requests.
+SETTLED_KEEP_MS = 60_000
+
 _LUA_PRELUDE = """
 local window = 60000000
 local function clock()
@@ -105,11 +109,20 @@ return {'ok', int(remaining), int(reset)}
 """
 )
 
-# KEYS: held total, holds hash, holds expiry zset, token tat, spend total, day, week, month
-# ARGV: hold id ('': none), cost pico, tokens, tpm (0: none), keep ms for day, week, month
+# KEYS: held total, holds hash, holds expiry zset, token tat, spend total, day, week, month,
+#       settled zset
+# ARGV: hold id ('': none), cost pico, tokens, tpm (0: none), keep ms for day, week, month,
+#       settle id, settled keep ms
+# Idempotent per settle id (random hex): a batch re-sent after an ambiguous drop doesn't
+# charge twice.
 SETTLE = (
     _LUA_PRELUDE
     + """
+local settled_at = clock()
+if redis.call('ZADD', KEYS[9], 'NX', int(settled_at), ARGV[8]) == 0 then return 0 end
+if string.sub(ARGV[8], -1) == '0' then  -- ids are random hex: trimmed every ~16 settles
+  redis.call('ZREMRANGEBYSCORE', KEYS[9], '-inf', int(settled_at - tonumber(ARGV[9]) * 1000))
+end
 if ARGV[1] ~= '' then
   local amount = redis.call('HGET', KEYS[2], ARGV[1])
   if amount then
@@ -127,7 +140,7 @@ if ARGV[2] ~= '0' then
 end
 local tpm, tokens = tonumber(ARGV[4]), tonumber(ARGV[3])
 if tpm > 0 and tokens > 0 then
-  local now = clock()
+  local now = settled_at
   local tat = math.max(tonumber(redis.call('GET', KEYS[4]) or now), now)
   tat = tat + math.ceil(tokens * window / tpm)
   redis.call('SET', KEYS[4], int(tat), 'PX', math.ceil((tat - now) / 1000) + 1000)
@@ -154,9 +167,8 @@ def _admit_keys(prefix: str, key_id: str, periods: Periods, reset: LimitReset) -
 def _settle_keys(prefix: str, key_id: str, periods: Periods) -> tuple[str, ...]:
     _, day, week, month = periods.counters()
     names = ("held", "holds", "exp", "tpm", "spend:total", f"spend:{day}")
-    return tuple(
-        _base(prefix, key_id) + name for name in (*names, f"spend:{week}", f"spend:{month}")
-    )
+    last = (f"spend:{week}", f"spend:{month}", "settled")
+    return tuple(_base(prefix, key_id) + name for name in (*names, *last))
 
 
 @lru_cache(maxsize=1024)
@@ -218,7 +230,9 @@ class RedisLimiter:
         key = hold.key
         keys = _settle_keys(self._prefix, key.id, periods_at(datetime.now(UTC)))
         tpm = key.rate_limit.tokens_per_minute or 0
-        return keys, [hold.id, to_pico(cost), max(tokens, 0), tpm, *self._keep_ms]
+        settle_id = hold.id or os.urandom(8).hex()  # fixed in the command: a resend dedupes
+        args = [hold.id, to_pico(cost), max(tokens, 0), tpm, *self._keep_ms, settle_id]
+        return keys, [*args, SETTLED_KEEP_MS]
 
     async def settle(self, hold: Hold, cost: Decimal, tokens: int) -> None:
         batch = Batch()

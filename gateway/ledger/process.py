@@ -15,9 +15,8 @@ import time
 from collections.abc import Iterator
 from contextlib import AsyncExitStack, contextmanager
 
-from redis.asyncio import Redis
-
 from gateway.ledger.lifecycle import open_ledger
+from gateway.redis_options import background_redis
 from gateway.resources import make_engine
 from gateway.resp import RespClient
 from gateway.settings import Settings
@@ -53,7 +52,7 @@ async def run_writer(
         async with AsyncExitStack() as stack:
             engine = make_engine(settings)
             stack.push_async_callback(engine.dispose)
-            redis = Redis.from_url(redis_url)
+            redis = background_redis(redis_url)
             stack.push_async_callback(redis.aclose)
             resp = RespClient.from_url(redis_url)  # the stream's emit side: unused here
             stack.push_async_callback(resp.aclose)

@@ -7,7 +7,10 @@ from providers.http1.errors import (
     HttpClientError,
     MalformedResponse,
     Timeout,
+    TooLarge,
 )
+from providers.http1.limits import Limits
+from providers.http1.proxy import ProxyRules
 from providers.http1.response import Headers, HttpTimeouts, Response
 
 __all__ = [
@@ -17,7 +20,10 @@ __all__ = [
     "HttpClient",
     "HttpClientError",
     "HttpTimeouts",
+    "Limits",
     "MalformedResponse",
+    "ProxyRules",
     "Response",
     "Timeout",
+    "TooLarge",
 ]

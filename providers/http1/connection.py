@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Protocol, cast
 
 import httptools
 
-from providers.http1.errors import ConnectionClosed, HttpClientError, MalformedResponse
+from providers.http1.errors import ConnectionClosed, HttpClientError, MalformedResponse, TooLarge
+from providers.http1.limits import MAX_HEADER_BYTES
 from providers.http1.response import Headers, Response
 
 if TYPE_CHECKING:
@@ -27,9 +28,17 @@ class Owner(Protocol):
 
 
 class Connection(asyncio.Protocol):
-    def __init__(self, origin: Origin, owner: Owner) -> None:
+    """`exchanges` counts the requests sent on it (more than one: a reused connection) and `got`
+    says whether any byte of the current response arrived: together they tell a stale keep-alive
+    socket (safe to send again) from an answer cut short (never to be sent again)."""
+
+    def __init__(
+        self, origin: Origin, owner: Owner, max_header_bytes: int = MAX_HEADER_BYTES
+    ) -> None:
         self.origin = origin
         self.closed = False
+        self.exchanges = 0
+        self.got = False
         self.counted = True  # holds one of the pool's slots until discarded
         self.idle = False  # in its origin's idle list
         self.idle_since = 0.0
@@ -41,6 +50,9 @@ class Connection(asyncio.Protocol):
         self._raw: list[tuple[bytes, bytes]] = []
         self._framed = False  # Content-Length or Transfer-Encoding: not read until close
         self._encoding: bytes | None = None
+        self._max_head = max_header_bytes
+        self._head = 0  # bytes of the current response's head so far; -1 once it is complete
+        self._fields = 0  # bytes of its header fields (a head completed in one read)
 
     def send(self, response: Response, data: bytes, keep_alive: bool) -> None:
         """Write one request whose answer goes to `response`."""
@@ -50,6 +62,9 @@ class Connection(asyncio.Protocol):
         self._raw = []
         self._framed = False
         self._encoding = None
+        self._head = self._fields = 0
+        self.got = False
+        self.exchanges += 1
         self._transport.write(data)
 
     @property
@@ -104,25 +119,41 @@ class Connection(asyncio.Protocol):
             else:
                 reason = f": {exc}" if exc is not None else ""
                 message = f"connection closed before the response ended{reason}"
-                response.fail(ConnectionClosed(message))
+                error = ConnectionClosed(message)
+                error.received = self.got
+                response.fail(error)
         if not was_closed:
             self._owner.discard(self)
 
     def data_received(self, data: bytes) -> None:
+        self.got = True
         try:
             self._parser.feed_data(data)
         except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
-            cause = exc.__context__ if isinstance(exc.__context__, HttpClientError) else exc
-            error = MalformedResponse(f"malformed HTTP response: {cause}")
-            response, self.response = self.response, None
-            if response is not None:
-                response.fail(error)
-            self.abort()
+            cause = exc.__context__
+            if isinstance(cause, HttpClientError):
+                self._fail(cause)
+            else:
+                self._fail(MalformedResponse(f"malformed HTTP response: {exc}"))
+            return
+        if self._head >= 0:  # all of `data` was head: the headers are not complete yet
+            self._head += len(data)
+            if self._head > self._max_head:
+                self._fail(TooLarge(f"response headers larger than {self._max_head} bytes"))
+
+    def _fail(self, error: HttpClientError) -> None:
+        response, self.response = self.response, None
+        if response is not None:
+            response.fail(error)
+        self.abort()
 
     # -- httptools
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._raw.append((name, value))
+        self._fields += len(name) + len(value) + 4
+        if self._fields > self._max_head:
+            raise TooLarge(f"response headers larger than {self._max_head} bytes")
         size = len(name)
         if size == 14 or size == 16 or size == 17:
             lower = name.lower()
@@ -141,6 +172,7 @@ class Connection(asyncio.Protocol):
             self._framed = False
             self._encoding = None
             return
+        self._head = -1
         response.on_headers(status, Headers(self._raw), self._encoding)
 
     def on_body(self, body: bytes) -> None:

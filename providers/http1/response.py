@@ -14,7 +14,14 @@ from collections.abc import Iterator
 from types import TracebackType
 from typing import TYPE_CHECKING, NamedTuple
 
-from providers.http1.errors import ConnectionClosed, HttpClientError, MalformedResponse, Timeout
+from providers.http1.errors import (
+    ConnectionClosed,
+    HttpClientError,
+    MalformedResponse,
+    Timeout,
+    TooLarge,
+)
+from providers.http1.limits import MAX_DECODED_BYTES
 
 if TYPE_CHECKING:
     from providers.http1.connection import Connection
@@ -26,11 +33,13 @@ _EARLY = 0.001  # a timer may fire this much before its time (millisecond clocks
 
 
 class HttpTimeouts(NamedTuple):
-    """Seconds: connect (new connections), until the response headers, the whole exchange."""
+    """Seconds: connect (new connections), until the response headers, the whole exchange, and
+    the longest silence between two pieces of body (while the reader keeps up)."""
 
     connect: float = 5.0
     headers: float = 60.0
     total: float = 600.0
+    idle: float = 60.0
 
 
 class Headers:
@@ -64,11 +73,15 @@ class Response:
         "_buffered",
         "_chunks",
         "_conn",
+        "_decoded",
         "_decoder",
         "_done",
         "_error",
         "_high",
+        "_idle_armed",
+        "_last",
         "_loop",
+        "_max_decoded",
         "_paused",
         "_timeouts",
         "_timer",
@@ -85,6 +98,7 @@ class Response:
         timeouts: HttpTimeouts,
         headers_at: float,
         total_at: float,
+        max_decoded: int = MAX_DECODED_BYTES,
     ) -> None:
         self.status = 0
         self.headers = Headers([])
@@ -98,8 +112,12 @@ class Response:
         self._error: HttpClientError | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._decoder: zlib._Decompress | None = None
+        self._decoded = 0
+        self._max_decoded = max_decoded
         self._timeouts = timeouts
         self._total_at = total_at
+        self._last = 0.0  # loop time the last piece of body (or the headers) arrived
+        self._idle_armed = False
         # One timer: at the headers deadline it either fails or moves on to the total one.
         self._timer: asyncio.TimerHandle | None = loop.call_at(headers_at, self._on_timer)
 
@@ -138,6 +156,13 @@ class Response:
 
     def __aiter__(self) -> Response:
         return self
+
+    def aiter_bytes(self) -> Response:
+        """The body piece by piece (`UpstreamTransport`'s spelling of iterating it)."""
+        return self
+
+    async def aclose(self) -> None:
+        self.close()
 
     async def __anext__(self) -> bytes:
         """The next piece of body as it arrived (never waits for more than one to arrive)."""
@@ -185,18 +210,41 @@ class Response:
             await self._wait()
 
     async def _wait(self) -> None:
+        if self.status and not self._idle_armed:
+            self._arm_idle()
         waiter = self._waiter = self._loop.create_future()
         try:
             await waiter
         finally:
             self._waiter = None
 
+    def _arm_idle(self) -> None:
+        """Bring the timer forward to the idle deadline, once the reader first waits for body
+        (an answer whose body came with its headers never pays for a timer change)."""
+        self._idle_armed = True
+        timer = self._timer
+        idle_at = self._last + self._timeouts.idle
+        if timer is not None and idle_at < timer.when():
+            timer.cancel()
+            self._timer = self._loop.call_at(min(idle_at, self._total_at), self._on_timer)
+
     def _decode(self, data: bytes) -> bytes:
         assert self._decoder is not None
+        room = self._max_decoded - self._decoded
         try:
-            return self._decoder.decompress(data)
+            out = self._decoder.decompress(data, room + 1)  # a bomb never inflates past the cap
         except zlib.error as exc:
-            raise MalformedResponse(f"undecodable body: {exc}") from exc
+            error: HttpClientError = MalformedResponse(f"undecodable body: {exc}")
+            error.received, error.status = True, self.status
+            self.fail(error)
+            raise error from exc
+        self._decoded += len(out)
+        if len(out) > room:
+            error = TooLarge(f"decoded body larger than {self._max_decoded} bytes")
+            error.received, error.status = True, self.status
+            self.fail(error)
+            raise error
+        return out
 
     def _resume(self) -> None:
         self._paused = False
@@ -208,6 +256,7 @@ class Response:
     def on_headers(self, status: int, headers: Headers, encoding: bytes | None) -> None:
         self.status = status
         self.headers = headers
+        self._last = self._loop.time()
         if encoding is not None and encoding != b"identity":
             if encoding not in _DECODED:
                 self.fail(MalformedResponse(f"unsupported content-encoding {encoding!r}"))
@@ -216,6 +265,7 @@ class Response:
         self._wake()
 
     def on_body(self, chunk: bytes) -> None:
+        self._last = self._loop.time()
         self._chunks.append(chunk)
         self._buffered += len(chunk)
         if self._buffered > self._high and not self._paused and self._conn is not None:
@@ -234,9 +284,12 @@ class Response:
     def fail(self, exc: HttpClientError) -> None:
         if self._done or self._error is not None:
             return
+        conn, self._conn = self._conn, None
+        if self.status or (conn is not None and conn.got):
+            exc.received = True
+            exc.status = self.status
         self._error = exc
         self._cancel_timer()
-        conn, self._conn = self._conn, None
         if conn is not None:
             conn.abort()
         self._wake()
@@ -255,11 +308,19 @@ class Response:
         self._timer = None
         if self._done:
             return
-        if self.status and self._loop.time() < self._total_at - _EARLY:
-            self._timer = self._loop.call_at(self._total_at, self._on_timer)
-            return
         t = self._timeouts
-        if not self.status and t.headers < t.total:
-            self.fail(Timeout("headers", t.headers))
-        else:
+        now = self._loop.time()
+        if not self.status:
+            late = Timeout("headers", t.headers) if t.headers < t.total else None
+            self.fail(late or Timeout("total", t.total))
+            return
+        if now >= self._total_at - _EARLY:
             self.fail(Timeout("total", t.total))
+            return
+        if self._paused:  # the reader lags, not the upstream: its silence doesn't count
+            self._last = now
+        idle_at = self._last + t.idle
+        if now >= idle_at - _EARLY:
+            self.fail(Timeout("idle", t.idle))
+            return
+        self._timer = self._loop.call_at(min(idle_at, self._total_at), self._on_timer)

@@ -41,6 +41,7 @@ async def gateway(fleet: Fleet, tmp_path: Path) -> AsyncIterator[RunningGateway]
         tmp_path / "catalog.toml",
         {"alpha": fleet.url_for("alpha"), "beta": fleet.url_for("beta")},
         exacto="alpha",
+        transports={"beta": "httpx"},  # the suite runs both transports, one endpoint each
     )
     async with run_gateway(embedded_settings(tmp_path, catalog)) as running:
         yield running

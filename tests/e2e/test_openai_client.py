@@ -174,3 +174,19 @@ async def test_upstream_failure_falls_back_and_secret_never_leaks(
     assert secret not in raw.text
     assert secret not in str(info.value.body) and secret not in caplog.text
     assert info.value.status_code >= 400
+
+
+@pytest.mark.parametrize("provider", ["alpha", "beta"])  # alpha over http1, beta over httpx
+async def test_each_transport_serves_streamed_and_not(client: AsyncOpenAI, provider: str) -> None:
+    only = {"provider": {"only": [provider]}}
+    completion = await client.chat.completions.create(
+        model=MODEL, messages=MESSAGES, extra_body=only
+    )
+    assert (completion.model_extra or {})["provider"] == provider
+    assert completion.usage is not None and completion.usage.completion_tokens == 12
+    stream = await client.chat.completions.create(
+        model=MODEL, messages=MESSAGES, stream=True, extra_body=only
+    )
+    chunks = [chunk async for chunk in stream]
+    assert all((c.model_extra or {}).get("provider") == provider for c in chunks)
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 12

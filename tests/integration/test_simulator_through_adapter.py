@@ -69,7 +69,7 @@ def _call(fleet: Fleet) -> UpstreamCall:
         ("http_429", UpstreamRateLimited, 429),
         ("hang", UpstreamTimeout, None),
         ("reset", UpstreamReset, None),
-        ("invalid_json", UpstreamProtocolError, None),
+        ("invalid_json", UpstreamProtocolError, 200),  # a 200 with a bad body: maybe billed
     ],
 )
 async def test_failure_kinds_are_classified_as_the_upstream_sent_them(
@@ -83,6 +83,7 @@ async def test_failure_kinds_are_classified_as_the_upstream_sent_them(
     with pytest.raises(error) as info:
         await adapter.complete(_call(fleet))
     assert info.value.status == status
+    assert info.value.answered is (kind == "invalid_json")  # never re-sent to the endpoint
     if kind == "http_429":
         assert info.value.retry_after == 7
         assert not info.value.counts_against_uptime and info.value.rate_limited

@@ -55,8 +55,10 @@ def write_catalog(
     model: str = "openai/gpt-oss-20b",
     exacto: str | None = None,
     extra: str = "",
+    transports: dict[str, str] | None = None,
 ) -> Path:
-    """A catalog TOML for one model; `endpoints` maps provider -> base_url.
+    """A catalog TOML for one model; `endpoints` maps provider -> base_url; `transports` maps
+    provider -> the catalog's `transport` (http1 when not named).
 
     Prices rise with position so tests know the cheapest: the first is cheapest.
     """
@@ -77,5 +79,7 @@ def write_catalog(
             f'price = {{ prompt = "0.0{i + 1}", completion = "0.{i + 1}", '
             f'cache_read = "0.00{i + 1}" }}',
         ]
+        if transports and provider in transports:
+            lines.append(f'transport = "{transports[provider]}"')
     path.write_text("\n".join(lines) + "\n" + extra)
     return path

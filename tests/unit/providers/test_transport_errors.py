@@ -11,7 +11,7 @@ from providers.errors import (
     UpstreamReset,
     UpstreamTimeout,
 )
-from providers.http1 import ConnectFailed, ConnectionClosed, MalformedResponse, Timeout
+from providers.http1 import ConnectFailed, ConnectionClosed, MalformedResponse, Timeout, TooLarge
 from providers.openai_compatible import upstream_errors
 from providers.sse import MAX_LINE, SseData, SseError
 
@@ -54,3 +54,32 @@ def test_a_line_without_end_is_not_an_event_stream() -> None:
     with pytest.raises(SseError):
         for _ in range(MAX_LINE // 1000 + 2):
             events.feed(b"x" * 1000)
+
+
+def _received(error: Exception, status: int = 200) -> Exception:
+    error.received, error.status = True, status  # type: ignore[attr-defined]
+    return error
+
+
+@pytest.mark.parametrize(
+    ("raised", "expected", "answered"),
+    [
+        (ConnectionClosed("reset"), UpstreamReset, False),
+        (_received(ConnectionClosed("cut")), UpstreamReset, True),
+        (_received(Timeout("idle", 1)), UpstreamTimeout, True),
+        (_received(TooLarge("gzip bomb")), UpstreamProtocolError, True),
+        (_received(TooLarge("header flood"), status=0), UpstreamProtocolError, True),
+        (Timeout("headers", 1), UpstreamTimeout, False),
+        (SseError("long line"), UpstreamProtocolError, True),
+    ],
+)
+def test_a_failure_after_the_answer_started_is_answered(
+    raised: Exception, expected: type[UpstreamError], answered: bool
+) -> None:
+    with pytest.raises(expected) as info, upstream_errors("prov", "http://up"):
+        raise raised
+    assert info.value.answered is answered
+    assert info.value.status == (getattr(raised, "status", 0) or None)
+    assert ("not sent to it again" in info.value.message) is (
+        answered and not isinstance(raised, SseError)
+    )

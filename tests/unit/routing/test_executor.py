@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 
 import pytest
@@ -17,7 +18,7 @@ from providers.errors import (
     UpstreamServerError,
     UpstreamTimeout,
 )
-from providers.provider import Timeouts
+from providers.provider import Chunk, Timeouts
 from routing.affinity import AffinityMemory
 from routing.breaker import Breakers, BreakerState
 from routing.executor import Executor, GenerationFailed, RetryPolicy
@@ -403,3 +404,46 @@ async def test_retry_after_on_the_last_of_several_endpoints_is_not_waited_for() 
         await executor.complete(planner.plan(req()), {})
     assert script.calls == ["a", "a", "b"] and 5 not in sleep.delays
     assert info.value.last.http_status == 429 and info.value.last.retry_after == 5
+
+
+def answered_reset() -> UpstreamError:
+    error = UpstreamReset("cut after the status line")
+    error.answered = True
+    return error
+
+
+async def test_an_answered_failure_is_never_sent_again_to_that_endpoint() -> None:
+    script = Script(a=[answered_reset()])
+    planner, executor, _ = setup(cheapest_first("a", "b"), script)
+    served = await executor.complete(planner.plan(req()), {})
+    assert script.calls == ["a", "b"]  # fell back at once: no retry of "a"
+    assert [a.outcome for a in served.attempts] == ["reset", "ok"]
+    lone = Script(a=[answered_reset()])
+    planner, executor, _ = setup(cheapest_first("a"), lone)
+    with pytest.raises(GenerationFailed):  # even when it is the only one allowed
+        await executor.complete(planner.plan(req(allow_fallbacks=False)), {})
+    assert lone.calls == ["a"]
+
+
+class _Silent(ScriptedProvider):
+    """Endpoint "a" takes a stream and never sends a token."""
+
+    async def stream(self, call):  # type: ignore[override]
+        self.calls.append(call)
+        if call.endpoint.provider == "a":
+            await asyncio.Event().wait()
+        yield Chunk({"choices": [{"index": 0, "delta": {"content": "h"}}]})
+
+
+async def test_a_stream_without_a_first_token_in_time_is_not_sent_again_to_it() -> None:
+    cat = cheapest_first("a", "b")
+    provider = _Silent(Script())
+    executor = Executor(
+        {"openai": provider}, cat.secret_for, Timeouts(1, 0.05, 5), sleep=FakeSleep()
+    )
+    planner = Planner(cat, policy=RoutingPolicy(explore_share=0), rng=random.Random(0))
+    opened = await executor.open_stream(planner.plan(req()), {})
+    assert opened.endpoint.provider == "b"
+    assert [c.endpoint.provider for c in provider.calls] == ["a", "b"]  # "a" once
+    assert opened.attempts[0].outcome == "timeout"
+    await opened.rest.aclose()  # type: ignore[attr-defined]
