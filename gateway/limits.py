@@ -1,8 +1,8 @@
 """Bounds on what clients and upstreams control, in one place (README: Configuration, Limits).
 
 Strings longer than these are cut at the edge (ids are refused with a 400); upstream figures
-past them are capped. Server limits that operators tune (body size, header size, timeouts, concurrency) are
-settings (`gateway.settings.ServerSettings`) instead.
+past them are capped. Server limits that operators tune (body size, header size, timeouts,
+concurrency) are settings (`gateway.settings.ServerSettings`) instead.
 """
 
 from __future__ import annotations
