@@ -14,7 +14,7 @@ import msgspec
 from gateway.chat.provider_object import decode_provider
 from gateway.chat.relay import new_generation_id
 from gateway.errors import BadRequest
-from gateway.limits import MAX_JSON_DEPTH, MAX_MODEL_CHARS
+from gateway.limits import MAX_ID_CHARS, MAX_JSON_DEPTH, MAX_MODEL_CHARS
 from gateway.text import clean_text
 from providers.parameters import ROUTED_PARAMETERS
 from routing.preferences import Mode, ProviderPreferences, RouteRequest, split_mode
@@ -39,7 +39,6 @@ REFUSED = {
     "preset": "presets are stored OpenRouter account settings; this gateway has none",
     "plugins": "plugins (web search, file parsing, response healing) are not available here",
 }
-MAX_ID_CHARS = 256  # `session_id` / `x-session-id` and `user`
 CHARS_PER_TOKEN = 4  # rough prompt-size estimate for price limits, before the upstream counts
 OPENING_MESSAGES = 2  # system + first user message identify a conversation for cache affinity
 MAX_FALLBACK_MODELS = 32  # entries in `models`

@@ -207,7 +207,7 @@ async def test_the_server_refuses_8mb_of_headers_before_reading_them(
         filler = b"X-Filler: " + b"a" * 8 * 1024 * 1024 + b"\r\n\r\n"
         answer = await _raw_exchange(port, [head, filler])
     assert answer.startswith(b"HTTP/1.1 431"), answer[:200]
-    assert b'"code":"headers_too_large"' in answer
+    assert b'"reason":"headers_too_large"' in answer
 
 
 async def test_slow_headers_and_a_stalled_body_are_cut_off(tmp_path: Path, fleet: Fleet) -> None:
@@ -240,4 +240,4 @@ async def test_what_the_parser_refuses_is_answered_in_the_error_shape(
             port, [b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Title: a\x7f\x01b\r\n\r\n"]
         )
     assert answer.startswith(b"HTTP/1.1 400"), answer[:200]
-    assert b"application/json" in answer and b'"code":"bad_request"' in answer
+    assert b"application/json" in answer and b'"reason":"bad_request"' in answer

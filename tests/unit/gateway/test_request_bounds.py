@@ -30,14 +30,21 @@ def test_nesting_within_the_limit_passes() -> None:
     assert decode_chat_request(raw).upstream_body["x"]
 
 
-@pytest.mark.parametrize("field", ["session_id", "prompt_cache_key"])
-def test_session_keys_are_fixed_size_digests(field: str) -> None:
-    huge = "s" * 400_000
+@pytest.mark.parametrize(("field", "size"), [("session_id", 256), ("prompt_cache_key", 400_000)])
+def test_session_keys_are_fixed_size_digests(field: str, size: int) -> None:
+    huge = "s" * size
     key = decode_chat_request(_body(**{field: huge})).route.affinity_key
     assert key is not None and len(key) < 64 and huge[:64] not in key
     # The same session keeps its identity; another does not share it.
     assert decode_chat_request(_body(**{field: huge})).route.affinity_key == key
-    assert decode_chat_request(_body(**{field: huge + "x"})).route.affinity_key != key
+    assert decode_chat_request(_body(**{field: huge[:-1] + "x"})).route.affinity_key != key
+
+
+@pytest.mark.parametrize("field", ["session_id", "user"])
+def test_ids_over_their_bound_are_a_bad_request(field: str) -> None:
+    with pytest.raises(BadRequest) as refused:
+        decode_chat_request(_body(**{field: "s" * 257}))
+    assert refused.value.metadata == {"field": field}
 
 
 def test_model_ids_are_bounded_and_cleaned() -> None:
@@ -54,7 +61,7 @@ def test_too_many_fallback_models_is_a_bad_request() -> None:
     assert refused.value.metadata == {"field": "models"}
 
 
-def test_the_user_field_is_bounded() -> None:
-    request = decode_chat_request(_body(user="u\x00" + "x" * 10_000))
-    assert request.upstream_body["user"] == "u" + "x" * 254  # cut to 256, then the NUL dropped
-    assert decode_chat_request(_body(user="alice")).upstream_body["user"] == "alice"
+def test_the_user_field_goes_upstream_as_a_fixed_size_digest() -> None:
+    request = decode_chat_request(_body(user="u\x00" + "x" * 200))
+    assert len(request.upstream_body["user"]) == 64 and "x" not in request.upstream_body["user"]
+    assert decode_chat_request(_body(user="alice")).upstream_body["user"] != "alice"
