@@ -12,8 +12,8 @@ from litestar.types import ControllerRouterHandler
 
 from gateway.catalog.controller import list_endpoints, list_models, list_providers
 from gateway.chat.controller import chat_completions
-from gateway.edge import EdgeGuard
 from gateway.dashboard.controller import dashboard, dashboard_asset
+from gateway.edge import EdgeGuard
 from gateway.errors import handle_exception
 from gateway.generations.controller import get_generation
 from gateway.health import health, ready
@@ -22,8 +22,8 @@ from gateway.keys.controller import get_credits, get_current_key
 from gateway.keys.guard import provide_api_key
 from gateway.ledger.controller import ledger_status
 from gateway.logs import configure_logging
-from gateway.openapi import openapi_route
 from gateway.metrics.controller import metrics
+from gateway.openapi import openapi_route
 from gateway.reports.controller import activity, billing, statement
 from gateway.resources import Resources, open_resources
 from gateway.settings import Settings

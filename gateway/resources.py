@@ -17,8 +17,8 @@ from gateway.chat.service import ChatService
 from gateway.keys.keyring import Keyring, open_keyring
 from gateway.ledger.lifecycle import Ledger, open_ledger
 from gateway.metrics.prometheus import GatewayMetrics, MeteredLedger, open_breakers, open_metrics
-from gateway.reports.prices import register_prices
 from gateway.redis_options import BACKGROUND_OPTIONS
+from gateway.reports.prices import register_prices
 from gateway.resp import RespClient
 from gateway.settings import Settings
 from gateway.upstreams import open_transports
