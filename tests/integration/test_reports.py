@@ -353,7 +353,10 @@ async def test_a_user_key_reads_only_its_own_rows_through_every_report_route(
         ):
             refused = await client.get(path, params=params, headers=bearer(my_secret))
             assert refused.status_code == 403, (path, refused.text)
-            assert refused.json()["error"]["metadata"] == {"parameter": "key_id"}
+            assert refused.json()["error"]["metadata"] == {
+                "reason": "forbidden",
+                "parameter": "key_id",
+            }
             assert theirs not in refused.text and "Theirs" not in refused.text
             for headers in ({}, bearer("sk-gw-not-a-key"), bearer(theirs)):
                 anonymous = await client.get(path, params=params, headers=headers)
@@ -478,7 +481,8 @@ async def test_bad_report_parameters_get_a_clear_400_and_change_nothing(stack: S
             response = await client.get(path, params=params, headers=admin_headers())
             assert response.status_code == 400, (params, response.text)
             error = response.json()["error"]
-            assert error["code"] == "bad_request" and error["metadata"] == {"parameter": parameter}
+            assert error["code"] == 400
+            assert error["metadata"] == {"reason": "bad_request", "parameter": parameter}
         empty = await report(client, admin_headers(), group_by="key,provider")
         assert empty["data"] == [] and figures(empty["totals"])["cost"] == 0
 
