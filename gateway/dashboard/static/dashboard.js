@@ -578,6 +578,7 @@
 
   function selectTab(name) {
     state.tab = name;
+    document.body.dataset.tab = name;
     for (const b of document.querySelectorAll(".tabs button")) {
       b.setAttribute("aria-selected", String(b.dataset.tab === name));
     }
