@@ -409,6 +409,7 @@
     try {
       params = billingParams();
     } catch (error) {
+      panel.removeAttribute("aria-busy");  // whatever was in flight is dropped (stale)
       clearBilling();
       delete panel.dataset.report;
       $("#billing-message").textContent = "";
