@@ -1,13 +1,20 @@
 """The ops board in headless Chromium against a gateway that served simulated traffic in every
 mode with failures: login, the providers table agrees with the stats API, a generation lookup
-shows its attempts, the billing tab, and screenshots at 1280 and 390 px."""
+shows its attempts, the billing view agrees with the billing API (totals, grouping, CSV), and
+screenshots at 1280 and 390 px."""
 
 from __future__ import annotations
 
+import asyncio
+import csv
+import io
 import json
 import os
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 import pytest
@@ -44,6 +51,138 @@ async def _table(page: Page) -> dict[str, dict[str, Any]]:
                    s => [s.dataset.window, s.innerText.trim()]))}]))]))"""
     )
     return rows
+
+
+MEASURES = [
+    "requests",
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "gross_cost",
+    "cache_discount",
+    "cost",
+]
+
+
+def _this_month() -> dict[str, str]:
+    """The billing tab's default: this UTC month to date, today included (`to` is exclusive)."""
+    today = datetime.now(UTC).date()
+    return {
+        "from": today.replace(day=1).isoformat(),
+        "to": (today + timedelta(days=1)).isoformat(),
+        "group_by": "model,provider",
+    }
+
+
+def _query(params: dict[str, str]) -> str:
+    return urlencode(params)  # as the page's URLSearchParams writes `data-report`
+
+
+async def _report(client: httpx.AsyncClient, params: dict[str, str]) -> dict[str, Any]:
+    response = await client.get(
+        "/api/v1/reports/billing", params={**params, "format": "json"}, headers=admin_headers()
+    )
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def _text(value: Any) -> str:
+    """A report value as the page prints it: the API's text as is, no rounding."""
+    return "(none)" if value is None else str(value)
+
+
+async def _check_billing(
+    page: Page, client: httpx.AsyncClient, screenshots: Path, total: int
+) -> None:
+    downloads: list[Any] = []
+    page.on("download", lambda download: downloads.append(download))
+    await page.get_by_test_id("billing-tab").click()
+    panel = page.get_by_test_id("billing-panel")
+
+    # Default period: this UTC month through today, inclusive, so today's traffic is in it.
+    expected = _this_month()
+    await page.locator(f"[data-report='{_query(expected)}']").wait_for()
+    shown_from = await page.get_by_test_id("billing-from").input_value()
+    shown_to = await page.get_by_test_id("billing-to").input_value()
+    assert shown_from == expected["from"]
+    assert date.fromisoformat(shown_to) + timedelta(days=1) == date.fromisoformat(expected["to"])
+    api = await _report(client, expected)
+    totals: dict[str, str] = await page.evaluate(
+        """() => Object.fromEntries([...document.querySelectorAll(
+              '[data-testid=billing-totals] [data-field]')].map(
+              dd => [dd.dataset.field, dd.textContent]))"""
+    )
+    assert totals == {field: str(api["totals"][field]) for field in MEASURES}
+    assert api["totals"]["requests"] == total  # today's traffic, all of it
+    assert Decimal(api["totals"]["cost"]) > 0 and Decimal(api["totals"]["cache_discount"]) > 0
+    header = page.locator("[data-testid=billing-table] thead th")
+    columns = await header.evaluate_all("ths => ths.map(th => th.dataset.field)")
+    assert columns == ["model", "provider", "price_version", *MEASURES]
+    await page.screenshot(path=str(screenshots / "dashboard-billing-1280.png"), full_page=True)
+
+    # Group by day and app instead: other columns, and the lines the API gives for that.
+    group_by = page.get_by_test_id("billing-group-by")
+    await group_by.locator("input[value=day]").check()
+    await group_by.locator("input[value=model]").uncheck()
+    await group_by.locator("input[value=provider]").uncheck()
+    await group_by.locator("input[value=app]").check()
+    by_day = {**expected, "group_by": "day,app"}
+    await page.locator(f"[data-report='{_query(by_day)}']").wait_for()
+    columns = await header.evaluate_all("ths => ths.map(th => th.dataset.field)")
+    assert columns == ["day", "app", *MEASURES]
+    api = await _report(client, by_day)
+    rows = await page.locator("[data-testid=billing-table] tbody tr").evaluate_all(
+        "trs => trs.map(tr => [...tr.querySelectorAll('td')].map(td => td.textContent))"
+    )
+    assert rows == [[_text(line[c]) for c in columns] for line in api["data"]]
+    assert {line["app"] for line in api["data"]} >= {HOSTILE_APP, "billing-bot"}
+    assert await panel.locator("img").count() == 0  # a client's app name stays text
+    # Month and day exclude each other, as in the API.
+    await group_by.locator("input[value=month]").check()
+    assert not await group_by.locator("input[value=day]").is_checked()
+    await group_by.locator("input[value=day]").check()
+    assert not await group_by.locator("input[value=month]").is_checked()
+    await page.locator(f"[data-report='{_query(by_day)}']").wait_for()
+
+    # Download CSV: the same report as a file whose rows parse back to the same figures.
+    async with page.expect_download() as download_info:
+        await page.get_by_test_id("billing-csv").click()
+    download = await download_info.value
+    assert download.suggested_filename == f"billing-{by_day['from']}-{by_day['to']}.csv"
+    path = await download.path()
+    text = await asyncio.to_thread(path.read_text, encoding="utf-8")
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    assert reader.fieldnames == columns
+    lines = list(reader)
+    assert lines == [
+        {c: "" if line[c] is None else str(line[c]) for c in columns} for line in api["data"]
+    ]
+    for field in ("gross_cost", "cache_discount", "cost"):
+        assert sum(Decimal(line[field]) for line in lines) == Decimal(api["totals"][field])
+    assert sum(int(line["requests"]) for line in lines) == total
+
+    # Errors: a refused period clears the figures and says why; so does its CSV.
+    await page.get_by_test_id("billing-from").fill("2000-01-01")
+    error = page.get_by_test_id("billing-error")
+    await error.filter(has_text="at most 1830 days").wait_for()
+    assert await panel.locator("[data-field=cost]").first.text_content() == "–"
+    assert await panel.get_attribute("data-report") is None
+    await page.get_by_test_id("billing-csv").click()
+    await error.filter(has_text="CSV download failed").filter(has_text="1830").wait_for()
+    await page.get_by_test_id("billing-from").fill(by_day["to"])  # after `to`: not even asked
+    await error.filter(has_text="is before From").wait_for()
+    assert len(downloads) == 1
+
+    # Back to the default for the phone screenshot.
+    await page.get_by_role("button", name="This month").click()
+    await group_by.locator("input[value=day]").uncheck()
+    await group_by.locator("input[value=app]").uncheck()
+    await group_by.locator("input[value=model]").check()
+    await group_by.locator("input[value=provider]").check()
+    await page.locator(f"[data-report='{_query(expected)}']").wait_for()
 
 
 @pytest.fixture
@@ -159,10 +298,8 @@ async def test_dashboard_shows_what_the_stats_api_says(
             assert await page.locator("[data-testid=apps-table] img").count() == 0
             assert await page.title() == "Gateway ops board"
 
-            # Billing: the report of #14 when this gateway has it, else a clear message.
-            await page.get_by_test_id("billing-tab").click()
-            message = page.get_by_test_id("billing-message")
-            await message.filter(has_text="20").or_(message.filter(has_text="404")).wait_for()
+            # Billing: totals, breakdown and CSV agree with the billing API, exactly.
+            await _check_billing(page, client, screenshots, total)
 
             # Live: the board refreshes without a reload.
             updated = page.get_by_test_id("last-updated")
@@ -198,6 +335,13 @@ async def test_dashboard_shows_what_the_stats_api_says(
             await page.screenshot(
                 path=str(screenshots / "dashboard-failures-390.png"), full_page=True
             )
+            await page.get_by_test_id("billing-tab").click()
+            await page.locator(f"[data-report='{_query(_this_month())}']").wait_for()
+            width = await page.evaluate("document.documentElement.scrollWidth")
+            assert width <= 390, f"the billing tab is {width} px wide at 390"
+            await page.screenshot(
+                path=str(screenshots / "dashboard-billing-390.png"), full_page=True
+            )
             assert not errors, errors
 
             # Automation logs in with the fragment, which then leaves the address bar.
@@ -207,7 +351,12 @@ async def test_dashboard_shows_what_the_stats_api_says(
             await robot.locator("[data-testid=providers-table] tr[data-provider=alpha]").wait_for()
             assert ADMIN_TOKEN not in robot.url
             await context.close()
-            for name in ("dashboard-1280.png", "dashboard-390.png"):
+            for name in (
+                "dashboard-1280.png",
+                "dashboard-390.png",
+                "dashboard-billing-1280.png",
+                "dashboard-billing-390.png",
+            ):
                 assert (screenshots / name).stat().st_size > 10_000
     finally:
         await fleet.close()

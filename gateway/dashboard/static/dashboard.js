@@ -277,37 +277,240 @@
     out.append(dl, scroll, h3, pre);
   }
 
+  // -- billing: the billing report for a period of UTC days, grouped as picked; figures are
+  // the API's own text (exact decimal strings), never summed or rounded here.
+
+  const BILLING_MEASURES = ["requests", "prompt_tokens", "completion_tokens", "cached_tokens",
+    "cache_write_tokens", "reasoning_tokens", "gross_cost", "cache_discount", "cost"];
+  const BILLING_LABELS = { day: "Day", month: "Month", key: "Key", key_name: "Key name",
+    app: "App", model: "Model", provider: "Provider", price_version: "Price version",
+    requests: "Requests", prompt_tokens: "Prompt tokens", completion_tokens: "Completion tokens",
+    cached_tokens: "Cached tokens", cache_write_tokens: "Cache write tokens",
+    reasoning_tokens: "Reasoning tokens", gross_cost: "Gross USD",
+    cache_discount: "Cache discount USD", cost: "Cost USD" };
+  const BILLING_MAX_ROWS = 2000;  // lines drawn; the totals and the CSV always cover them all
+  const DAY_RE = /^\d{4}-\d{2}-\d{2}$/;
+
+  function utcDay(date) { return date.toISOString().slice(0, 10); }
+  function addDays(day, n) {
+    return utcDay(new Date(Date.parse(`${day}T00:00:00Z`) + n * 86400e3));
+  }
+
+  function setBillingPeriod(preset) {
+    const today = utcDay(new Date());
+    const monthStart = `${today.slice(0, 8)}01`;
+    let from = monthStart;
+    let to = today;  // shown inclusive; the API's exclusive `to` is the day after
+    if (preset === "last-month") {
+      to = addDays(monthStart, -1);
+      from = `${to.slice(0, 8)}01`;
+    } else if (preset === "30d") {
+      from = addDays(today, -29);
+    }
+    $("#billing-from").value = from;
+    $("#billing-to").value = to;
+  }
+
+  function billingGroupBy() {
+    return [...document.querySelectorAll("[data-testid=billing-group-by] input:checked")]
+      .map((box) => box.value);
+  }
+
+  // The API's parameters for what the form shows, or an Error saying what to fix.
+  function billingParams() {
+    const from = $("#billing-from").value;
+    const through = $("#billing-to").value;
+    if (!DAY_RE.test(from) || !DAY_RE.test(through)) {
+      throw new Error("Pick a From and a To date.");
+    }
+    if (through < from) throw new Error(`To (${through}) is before From (${from}).`);
+    const groupBy = billingGroupBy();
+    if (!groupBy.length) throw new Error("Pick at least one field to group by.");
+    return { from, to: addDays(through, 1), group_by: groupBy.join(",") };
+  }
+
+  function billingColumns(groupBy) {
+    const columns = [];
+    for (const name of groupBy) {
+      columns.push(name);
+      if (name === "key") columns.push("key_name");
+    }
+    return columns;
+  }
+
+  function clearBilling() {
+    const table = document.querySelector("[data-testid=billing-table]");
+    for (const part of ["thead tr", "tbody", "tfoot"]) table.querySelector(part).replaceChildren();
+    for (const dd of document.querySelectorAll("[data-testid=billing-totals] [data-field]")) {
+      dd.textContent = "–";
+      delete dd.dataset.value;
+    }
+  }
+
+  function renderBilling(body, through, params) {
+    const panel = document.querySelector("[data-testid=billing-panel]");
+    const table = document.querySelector("[data-testid=billing-table]");
+    const groups = billingColumns(body.group_by || []);
+    const columns = [...groups, ...BILLING_MEASURES];
+    table.querySelector("thead tr").replaceChildren(...columns.map((field) => {
+      const th = document.createElement("th");
+      th.dataset.field = field;
+      th.textContent = BILLING_LABELS[field] || field;
+      if (BILLING_MEASURES.includes(field)) th.className = "num";
+      return th;
+    }));
+    const lines = body.data || [];
+    const rows = lines.slice(0, BILLING_MAX_ROWS).map((line) => {
+      const tr = document.createElement("tr");
+      for (const field of groups) {
+        const value = line[field];
+        cell(tr, field, value === null || value === undefined ? "(none)" : String(value),
+          { value: value === undefined ? null : value });
+      }
+      for (const field of BILLING_MEASURES) {
+        cell(tr, field, dash(line[field]), { value: line[field], className: "num" });
+      }
+      return tr;
+    });
+    if (!rows.length) {
+      const tr = document.createElement("tr");
+      const td = cell(tr, null, "No usage in this period.", { className: "empty" });
+      td.colSpan = columns.length;
+      rows.push(tr);
+    }
+    table.querySelector("tbody").replaceChildren(...rows);
+    const totals = body.totals || {};
+    const foot = document.createElement("tr");
+    const label = cell(foot, null, "Total");
+    label.colSpan = Math.max(groups.length, 1);
+    for (const field of BILLING_MEASURES) {
+      cell(foot, field, dash(totals[field]), { value: totals[field], className: "num" });
+    }
+    table.querySelector("tfoot").replaceChildren(foot);
+    for (const dd of document.querySelectorAll("[data-testid=billing-totals] [data-field]")) {
+      const value = totals[dd.dataset.field];
+      dd.textContent = dash(value);  // the API's text as is: exact decimal strings for money
+      dd.dataset.value = value === undefined ? "null" : JSON.stringify(value);
+    }
+    const shown = lines.length > BILLING_MAX_ROWS
+      ? ` · showing the first ${BILLING_MAX_ROWS} of ${lines.length} lines (the CSV has all)`
+      : ` · ${lines.length} line${lines.length === 1 ? "" : "s"}`;
+    $("#billing-message").textContent =
+      `${body.from} to ${through} inclusive (UTC days)${shown}`;
+    panel.dataset.report = new URLSearchParams(params).toString();  // what is on screen
+  }
+
   async function loadBilling() {
-    const message = $("#billing-message");
-    const tbody = document.querySelector("[data-testid=billing-table] tbody");
-    const to = new Date();
-    const from = new Date(to.getTime() - 29 * 86400e3);
-    const day = (d) => d.toISOString().slice(0, 10);
+    const panel = document.querySelector("[data-testid=billing-panel]");
+    const seq = (state.billingSeq = (state.billingSeq || 0) + 1);
+    if (!$("#billing-from").value && !$("#billing-to").value) setBillingPeriod("month");
+    $("#billing-error").textContent = "";
+    let params;
+    try {
+      params = billingParams();
+    } catch (error) {
+      panel.removeAttribute("aria-busy");  // whatever was in flight is dropped (stale)
+      clearBilling();
+      delete panel.dataset.report;
+      $("#billing-message").textContent = "";
+      $("#billing-error").textContent = error.message;
+      return;
+    }
+    const through = $("#billing-to").value;
+    panel.setAttribute("aria-busy", "true");
     let body;
     try {
-      body = await api("/api/v1/reports/billing",
-        { from: day(from), to: day(to), group_by: "model,provider", format: "json" });
+      body = await api("/api/v1/reports/billing", { ...params, format: "json" });
     } catch (error) {
+      if (seq !== state.billingSeq) return;
+      panel.removeAttribute("aria-busy");
       if (error instanceof AuthError) return showLogin(error.message);
-      tbody.replaceChildren();
-      message.textContent = error.status === 404
+      clearBilling();  // no figures from another period stay on screen
+      delete panel.dataset.report;
+      $("#billing-message").textContent = "";
+      $("#billing-error").textContent = error.status === 404
         ? "Billing reports are not available on this gateway: GET /api/v1/reports/billing answered 404."
         : `Billing report failed: ${error.message}`;
       return;
     }
-    message.textContent = `${day(from)} to ${day(to)} (UTC days)`;
-    tbody.replaceChildren(...(body.data || []).map((row) => {
-      const tr = document.createElement("tr");
-      cell(tr, "model", dash(row.model));
-      cell(tr, "provider", dash(row.provider));
-      for (const f of ["requests", "prompt_tokens", "completion_tokens", "cached_tokens"]) {
-        cell(tr, f, dash(row[f]), { className: "num" });
+    if (seq !== state.billingSeq) return;  // a newer request owns the panel
+    panel.removeAttribute("aria-busy");
+    renderBilling(body, through, params);
+  }
+
+  function csvFileName(disposition, params) {
+    const match = /filename="([^"]+)"/.exec(disposition || "");
+    const name = match ? match[1].replace(/[^A-Za-z0-9._-]/g, "_") : "";
+    return name || `billing-${params.from}-${params.to}.csv`;
+  }
+
+  // The same report as CSV, fetched with the admin token (a plain link can't send it) and
+  // handed to the browser as a file.
+  async function downloadBillingCsv() {
+    const button = $("#billing-csv");
+    $("#billing-error").textContent = "";
+    let params;
+    try {
+      params = billingParams();
+    } catch (error) {
+      $("#billing-error").textContent = `CSV download: ${error.message}`;
+      return;
+    }
+    const url = new URL("/api/v1/reports/billing", location.origin);
+    for (const [k, v] of Object.entries({ ...params, format: "csv" })) url.searchParams.set(k, v);
+    button.disabled = true;
+    try {
+      const response = await fetch(url, { headers: { Authorization: `Bearer ${token()}` },
+        cache: "no-store" });
+      if (!response.ok) {
+        const body = await response.json().catch(() => null);
+        const message = body && body.error ? body.error.message : `HTTP ${response.status}`;
+        if (response.status === 401 || response.status === 403) throw new AuthError(message);
+        throw new Error(message);
       }
-      for (const f of ["gross_cost", "cache_discount", "cost"]) {
-        cell(tr, f, usd(row[f]), { value: row[f], className: "num" });
-      }
-      return tr;
-    }));
+      const blob = await response.blob();
+      const name = csvFileName(response.headers.get("content-disposition"), params);
+      const href = URL.createObjectURL(blob);
+      const link = document.createElement("a");
+      link.href = href;
+      link.download = name;
+      link.hidden = true;
+      document.body.appendChild(link);
+      link.click();
+      link.remove();
+      setTimeout(() => URL.revokeObjectURL(href), 60e3);
+      $("#billing-message").textContent = `Downloaded ${name} (${blob.size} bytes).`;
+    } catch (error) {
+      if (error instanceof AuthError) return showLogin(error.message);
+      $("#billing-error").textContent = `CSV download failed: ${error.message}`;
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  function initBilling() {
+    setBillingPeriod("month");
+    $("#billing-form").addEventListener("submit", (event) => {
+      event.preventDefault();
+      loadBilling();
+    });
+    for (const id of ["#billing-from", "#billing-to"]) {
+      $(id).addEventListener("change", loadBilling);
+    }
+    for (const b of document.querySelectorAll("[data-preset]")) {
+      b.addEventListener("click", () => { setBillingPeriod(b.dataset.preset); loadBilling(); });
+    }
+    for (const box of document.querySelectorAll("[data-testid=billing-group-by] input")) {
+      box.addEventListener("change", () => {
+        const other = { day: "month", month: "day" }[box.value];  // the API takes one of them
+        if (box.checked && other) {
+          document.querySelector(`[data-testid=billing-group-by] input[value=${other}]`)
+            .checked = false;
+        }
+        loadBilling();
+      });
+    }
+    $("#billing-csv").addEventListener("click", downloadBillingCsv);
   }
 
   // -- refresh loop
@@ -376,6 +579,7 @@
 
   function selectTab(name) {
     state.tab = name;
+    document.body.dataset.tab = name;
     for (const b of document.querySelectorAll(".tabs button")) {
       b.setAttribute("aria-selected", String(b.dataset.tab === name));
     }
@@ -386,6 +590,7 @@
 
   function init() {
     takeTokenFromHash();
+    initBilling();
     $("#login-form").addEventListener("submit", (event) => {
       event.preventDefault();
       const value = $("#token").value.trim();
