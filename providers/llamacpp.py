@@ -14,7 +14,7 @@ from typing import Any, cast
 from providers.errors import UpstreamError, UpstreamUnavailable
 from providers.http1 import Response
 from providers.openai_compatible import OpenAICompatibleProvider
-from providers.provider import Chunk, Completion, UpstreamCall
+from providers.provider import Chunk, Completion, UpstreamCall, without_output_raisers
 from providers.usage import Usage, normalize_usage
 
 EFFORTS = frozenset({"low", "medium", "high"})
@@ -223,7 +223,7 @@ class LlamaCppProvider(OpenAICompatibleProvider):
         return headers
 
     def translate(self, call: UpstreamCall) -> dict[str, Any]:
-        return translate_body(call.body)
+        return translate_body(without_output_raisers(call.body))
 
     async def _raise_for_status(self, call: UpstreamCall, resp: Response) -> None:
         with llamacpp_errors():

@@ -33,7 +33,13 @@ from providers.http1 import (
     Response,
     Timeout,
 )
-from providers.provider import Chunk, Completion, Timeouts, UpstreamCall
+from providers.provider import (
+    Chunk,
+    Completion,
+    Timeouts,
+    UpstreamCall,
+    without_output_raisers,
+)
 from providers.sse import SseData, SseError
 from providers.usage import normalize_usage
 
@@ -133,8 +139,9 @@ class OpenAICompatibleProvider:
         return headers
 
     def translate(self, call: UpstreamCall) -> dict[str, Any]:
-        """The body sent upstream; adapters for dialects override this."""
-        return call.body
+        """The body sent upstream, without fields that would lift its output cap; adapters for
+        dialects override this."""
+        return without_output_raisers(call.body)
 
     async def _raise_for_status(self, call: UpstreamCall, resp: Response) -> None:
         if resp.status < 400:
