@@ -80,6 +80,9 @@ class Profile(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=T
     # Streamed usage: "final" (one usage chunk, as with `include_usage`), "none" (no usage at
     # all), "continuous" (also a running total on every chunk, as vLLM's continuous_usage_stats)
     stream_usage: Literal["final", "none", "continuous"] = "final"
+    # Which cap wins when a request carries both aliases (llama.cpp and some vLLM builds read
+    # `max_tokens`; OpenAI reads `max_completion_tokens`).
+    cap_alias: Literal["max_completion_tokens", "max_tokens"] = "max_completion_tokens"
 
 
 def profile_to_dict(profile: Profile, *, redact: bool = False) -> dict[str, Any]:

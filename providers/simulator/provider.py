@@ -105,7 +105,7 @@ class SimulatedProvider:
             min_tokens=profile.cache_min_tokens,
             block_tokens=profile.cache_block_tokens,
         )
-        budget = chat.token_budget()
+        budget = chat.token_budget(profile.cap_alias)
         planned = plan(
             profile, drawn, prompt_tokens=prompt_tokens, cached_tokens=cached, budget=budget
         )

@@ -36,8 +36,10 @@ class ChatRequest(msgspec.Struct):
     max_tokens: Annotated[int, msgspec.Meta(ge=1)] | None = None
     max_completion_tokens: Annotated[int, msgspec.Meta(ge=1)] | None = None
 
-    def token_budget(self) -> int | None:
-        """Completion tokens allowed (reasoning included), as OpenAI counts them."""
+    def token_budget(self, alias: str = "max_completion_tokens") -> int | None:
+        """Completion tokens allowed (reasoning included); `alias` wins when both are given."""
+        if alias == "max_tokens":
+            return self.max_tokens or self.max_completion_tokens
         return self.max_completion_tokens or self.max_tokens
 
     def prompt_text(self) -> str:
