@@ -49,9 +49,9 @@ def _refuse_empty(
 def _order(asked: ProviderPreferences, key: ProviderPreferences) -> tuple[str, ...] | None:
     """The request's order; within the key's when the key allows nothing else (order with
     allow_fallbacks false), so a request can't name a provider outside it."""
-    if key.order is None or key.allow_fallbacks:
+    if not key.order or key.allow_fallbacks:
         return asked.order if asked.order is not None else key.order
-    order = _narrowest(asked.order, key.order)
+    order = _narrowest(asked.order or None, key.order)
     _refuse_empty("order", order, key.order)
     return order
 
