@@ -45,7 +45,12 @@ async def _check_redis(resources: NamedDependency[Resources]) -> str:
 async def ready(resources: NamedDependency[Resources]) -> Response[dict[str, Any]]:
     db, redis = await asyncio.gather(_check_db(resources), _check_redis(resources))
     ok = db == "ok" and redis in ("ok", "in-process")
-    return Response(
-        {"status": "ready" if ok else "not ready", "database": db, "redis": redis},
-        status_code=200 if ok else 503,
-    )
+    body: dict[str, Any] = {
+        "status": "ready" if ok else "not ready",
+        "database": db,
+        "redis": redis,
+    }
+    spool = resources.ledger.spool
+    if spool is not None:
+        body["spool"] = {"depth": spool.depth, "bytes": spool.size, "broken": spool.broken}
+    return Response(body, status_code=200 if ok else 503)

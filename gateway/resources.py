@@ -127,7 +127,7 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
         )
         planner, executor = routing.planner, routing.executor
         planner.availability = llamacpp.unavailable  # spill-over: busy or loading servers yield
-        chat = ChatService(planner, executor, ledger, keyring.limiter)
+        chat = ChatService(planner, executor, ledger, keyring.limiter, ledger.spool)
         yield Resources(
             settings,
             catalog,

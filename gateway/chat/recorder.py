@@ -28,7 +28,7 @@ log = logging.getLogger("gateway.chat")
 class Spool(Protocol):
     """Where an event goes when the ledger queue can't take it (`gateway.ledger.spool`)."""
 
-    def append(self, event: GenerationEvent) -> None:
+    async def append(self, event: GenerationEvent) -> None:
         """Keep `event` durably; raises `LedgerUnavailable` when it can't."""
         ...
 
@@ -62,7 +62,7 @@ class Recorder:
         except LedgerUnavailable:
             if self._spool is None:
                 raise
-            self._spool.append(event)  # raises LedgerUnavailable itself when it can't
+            await self._spool.append(event)  # raises LedgerUnavailable itself when it can't
 
 
 @dataclass(eq=False)

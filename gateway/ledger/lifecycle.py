@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import UTC, datetime
 
 from redis.asyncio import Redis
@@ -20,6 +20,7 @@ from gateway.ledger.metrics import LedgerStatus
 from gateway.ledger.migrate import upgrade_engine
 from gateway.ledger.queue import InProcessLedger
 from gateway.ledger.source import LedgerSource
+from gateway.ledger.spool import Spool, open_spool
 from gateway.ledger.store import LedgerStore
 from gateway.ledger.stream import RedisStreamLedger
 from gateway.ledger.upkeep import Upkeep, upkeep_for
@@ -42,10 +43,12 @@ class Ledger:
         queue: InProcessLedger | RedisStreamLedger,
         writer: LedgerWriter,
         writer_here: bool = True,
+        spool: Spool | None = None,
     ) -> None:
         self._queue = queue
         self.writer = writer
         self.writer_here = writer_here  # False: the writer runs in another process
+        self.spool = spool  # with the Redis stream: where refused events wait
 
     @property
     def source(self) -> LedgerSource:
@@ -72,6 +75,7 @@ class Ledger:
             lag_seconds=age or 0.0,
             counters=self.writer.counters,
             writer_here=self.writer_here,
+            spool_depth=None if self.spool is None else self.spool.depth,
         )
 
 
@@ -126,7 +130,13 @@ async def open_ledger(
         upkeep_task = asyncio.create_task(_keep_up(upkeep, queue), name="ledger-upkeep")
         writer.start()
     try:
-        yield Ledger(queue, writer, writer_here)
+        async with AsyncExitStack() as stack:
+            spool = None
+            if isinstance(queue, RedisStreamLedger):
+                spool = await stack.enter_async_context(
+                    open_spool(config.spool_dir, config.spool_max_bytes, queue)
+                )
+            yield Ledger(queue, writer, writer_here, spool)
     finally:
         await stop_task(upkeep_task)
         await writer.stop()

@@ -33,6 +33,7 @@ class LedgerStatus:
     lag_seconds: float  # age of the oldest event not yet in the database; 0 when none
     counters: WriterCounters = field(default_factory=WriterCounters)
     writer_here: bool = True  # False: another process (`gateway ledger-writer`) writes
+    spool_depth: int | None = None  # events this process spooled, not yet replayed (Redis only)
 
     def as_dict(self) -> dict[str, Any]:
         counters = asdict(self.counters)
@@ -45,6 +46,7 @@ class LedgerStatus:
             "writer_running": self.writer_running,
             "queue_depth": self.queue_depth,
             "lag_seconds": self.lag_seconds,
+            "spool_depth": self.spool_depth,
             **counters,
         }
 
@@ -53,6 +55,7 @@ class LedgerStatus:
         metrics: list[tuple[str, str, str, float | None]] = [
             ("queue_depth", "gauge", "events waiting or in flight", self.queue_depth),
             ("lag_seconds", "gauge", "age of the oldest unwritten event", self.lag_seconds),
+            ("spool_depth", "gauge", "events spooled locally, not yet replayed", self.spool_depth),
             ("written_total", "counter", "generations inserted", c.written_total),
             ("replayed_total", "counter", "events found already stored", c.replayed_total),
             ("batches_total", "counter", "batches committed", c.batches_total),
