@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -47,6 +48,11 @@ def _serve(args: argparse.Namespace) -> int:
         from gateway.ledger.migrate import upgrade_to_head
 
         upgrade_to_head(settings.database.database_url)
+    if server.workers > 1 and not settings.redis.redis_url:
+        reason = _unshared_limits(settings)
+        if reason is not None:
+            sys.stderr.write(f"gateway serve: {reason}\n")
+            return 2
     separate = args.ledger_writer_process
     if separate and not settings.redis.redis_url:
         sys.stderr.write("gateway serve: --ledger-writer-process needs REDIS_URL\n")
@@ -64,6 +70,14 @@ def _serve(args: argparse.Namespace) -> int:
     with writer_process(settings.ledger.drain_timeout_s + WRITER_STOP_GRACE_S):
         _run_uvicorn(settings)
     return 0
+
+
+def _unshared_limits(settings: Settings) -> str | None:
+    """Why N workers without Redis can't enforce the stored keys' limits, if they can't."""
+    from gateway.keys.sharing import limited_key_names, unshared_limits_reason
+
+    limited = asyncio.run(limited_key_names(settings.database.database_url))
+    return unshared_limits_reason(settings.server.workers, settings.redis.redis_url, limited)
 
 
 def _run_uvicorn(settings: Settings) -> None:
