@@ -36,9 +36,7 @@ async def test_a_restart_rebuilds_each_keys_spend_from_the_ledger(
             run_gateway(settings) as gateway,
             httpx.AsyncClient(base_url=gateway.url, timeout=30) as client,
         ):
-            _, secret = await create_key(
-                client, name="daily", limit="0.001", limit_reset="daily"
-            )
+            _, secret = await create_key(client, name="daily", limit="0.001", limit_reset="daily")
             for n in range(5):
                 answer = await client.post(
                     "/v1/chat/completions",
