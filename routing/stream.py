@@ -36,6 +36,7 @@ class OpenedStream:
         "_on_end",
         "_rest",
         "attempts",
+        "carried_output",
         "ended",
         "endpoint",
         "error",
@@ -66,6 +67,7 @@ class OpenedStream:
         self.usage: Usage | None = None
         self.native_finish_reason: Any = None
         self.text: list[str] = []
+        self.carried_output = False  # whether the last chunk handed out had output text
         self.ended: StreamEnd | None = None
         self.error: UpstreamError | None = None
         self._first: Chunk | None = first
@@ -106,6 +108,11 @@ class OpenedStream:
         return "".join(self.text)
 
     def _observe(self, chunk: Chunk) -> None:
+        before = len(self.text)
+        self._read(chunk)
+        self.carried_output = len(self.text) > before
+
+    def _read(self, chunk: Chunk) -> None:
         usage = chunk.usage
         if usage is not None:
             known = self.usage

@@ -184,19 +184,20 @@ class ChatService:
     async def _relay(
         self, opened: OpenedStream, request: ChatRequest, generation: Generation
     ) -> AsyncIterator[bytes]:
-        """Relay the chunks as they come. A usage-only chunk is held until the upstream ends,
-        so the generation is recorded from its final usage before that chunk goes out; every
-        other ending (upstream error, client gone) is recorded by what was relayed."""
+        """Relay the chunks as they come. A chunk with usage and no output is held until the
+        next one arrives or the upstream ends, so the generation is recorded from its final
+        usage before the last chunk goes out; every other ending (upstream error, client gone)
+        is recorded by what was relayed."""
         event, plan = generation.event, generation.plan
         endpoint, model, gen_id = opened.endpoint, request.route.model, event.id
         event.provider, event.endpoint_id = endpoint.provider, endpoint.id
         event.ttft_s = time.monotonic() - generation.started
-        held: dict[str, Any] | None = None  # a usage-only chunk, sent after the upstream ends
+        held: dict[str, Any] | None = None  # usage without output: maybe the final chunk
         try:
             async for chunk in opened:
                 data = chunk.data
                 stamp(data, gen_id, model, endpoint.provider)
-                if chunk.usage is not None and not data.get("choices"):
+                if chunk.usage is not None and not opened.carried_output:
                     if held is not None:
                         yield sse(held)
                     held = data

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from providers.simulator.profile import Profile
 from providers.simulator.server import start_fleet
 from tests.integration.keys_fixtures import (
+    admin_headers,
     bearer,
     chat,
     create_key,
@@ -89,3 +90,24 @@ def test_serve_with_workers_and_no_redis_refuses_while_a_key_has_a_limit(tmp_pat
     assert done.returncode == 2, stderr
     lines = [line for line in stderr.splitlines() if line.startswith("gateway serve:")]
     assert len(lines) == 1 and "REDIS_URL" in lines[0] and "capped" in lines[0], stderr
+
+
+async def test_workers_without_redis_refuse_to_create_a_limited_key(
+    engine: AsyncEngine, pg_database: str, tmp_path: Path
+) -> None:
+    catalog = write_catalog(tmp_path / "catalog.toml", {"a": "http://127.0.0.1:9/v1"})
+    settings = key_settings(catalog, pg_database, redis_url=None, redis_prefix="")
+    settings.server.workers = 2  # as `gateway serve --workers 2` tells each worker
+    async with (
+        run_gateway(settings) as gateway,
+        httpx.AsyncClient(base_url=gateway.url, timeout=30) as client,
+    ):
+        refused = await client.post(
+            "/api/v1/keys", json={"name": "capped", "limit": "5"}, headers=admin_headers()
+        )
+        assert refused.status_code == 400 and "REDIS_URL" in refused.json()["error"]["message"]
+        key_id, _ = await create_key(client, name="free")  # no limit: nothing to share
+        patched = await client.patch(
+            f"/api/v1/keys/{key_id}", json={"requests_per_minute": 10}, headers=admin_headers()
+        )
+        assert patched.status_code == 400
