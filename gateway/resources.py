@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from gateway.chat.service import ChatService
 from gateway.keys.keyring import Keyring, open_keyring
+from gateway.keys.redis_limiter import RedisLimiter
 from gateway.ledger.lifecycle import Ledger, open_ledger
 from gateway.resp import RespClient
 from gateway.settings import Settings
@@ -127,6 +128,8 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
         )
         planner, executor = routing.planner, routing.executor
         planner.availability = llamacpp.unavailable  # spill-over: busy or loading servers yield
+        if ledger.spool is not None and isinstance(keyring.limiter, RedisLimiter):
+            ledger.spool.settler = keyring.limiter  # spooled settlements are sent again too
         chat = ChatService(planner, executor, ledger, keyring.limiter, ledger.spool)
         yield Resources(
             settings,

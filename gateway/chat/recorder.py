@@ -15,7 +15,7 @@ from typing import Protocol
 import anyio
 
 from gateway.chat.charges import prompt_charge
-from gateway.keys.limiter import Hold, Limiter
+from gateway.keys.limiter import Hold, Limiter, Settlement
 from gateway.ledger.events import GenerationEvent, LedgerSink
 from gateway.ledger.stream import LedgerUnavailable
 from gateway.resp import Batch
@@ -28,7 +28,7 @@ log = logging.getLogger("gateway.chat")
 class Spool(Protocol):
     """Where an event goes when the ledger queue can't take it (`gateway.ledger.spool`)."""
 
-    async def append(self, event: GenerationEvent) -> None:
+    async def append(self, event: GenerationEvent, settlement: Settlement | None) -> None:
         """Keep `event` durably; raises `LedgerUnavailable` when it can't."""
         ...
 
@@ -62,7 +62,10 @@ class Recorder:
         except LedgerUnavailable:
             if self._spool is None:
                 raise
-            await self._spool.append(event)  # raises LedgerUnavailable itself when it can't
+            settlement = None
+            if hold.settle_failed:  # Redis took neither: settle again on replay
+                settlement = Settlement.of(hold, event.cost.total, event.usage.total_tokens)
+            await self._spool.append(event, settlement)  # raises when it can't either
 
 
 @dataclass(eq=False)

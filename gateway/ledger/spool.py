@@ -21,8 +21,11 @@ import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import IO
+from typing import IO, Protocol
 
+import msgspec
+
+from gateway.keys.limiter import Settlement
 from gateway.ledger.codec import EventDecodeError, decode_event, encode_event
 from gateway.ledger.events import GenerationEvent
 from gateway.ledger.stream import LedgerUnavailable, RedisStreamLedger
@@ -33,6 +36,19 @@ log = logging.getLogger("gateway.ledger.spool")
 
 REPLAY_INTERVAL_S = 0.5  # how often a non-empty spool tries the stream again
 SUFFIX = ".spool"
+
+
+class Settler(Protocol):
+    """Sends a spooled settlement again (`RedisLimiter.resettle`), at most once per generation."""
+
+    async def resettle(self, generation_id: str, settlement: Settlement) -> None: ...
+
+
+class _Line(msgspec.Struct, array_like=True):
+    """One spooled generation: its ledger event, and its settlement when that failed too."""
+
+    event: msgspec.Raw
+    settlement: Settlement | None = None
 
 
 class SpoolFull(LedgerUnavailable):
@@ -58,6 +74,7 @@ class Spool:
         self._file: IO[bytes] | None = None
         self._lock = threading.Lock()  # appends run in worker threads
         self._replaying = asyncio.Lock()
+        self.settler: Settler | None = None  # set once the key limiter exists
 
     # -- the request path
 
@@ -67,12 +84,12 @@ class Spool:
         if self.size >= self.max_bytes:
             raise SpoolFull("the ledger spool is full; try again later")
 
-    async def append(self, event: GenerationEvent) -> None:
+    async def append(self, event: GenerationEvent, settlement: Settlement | None = None) -> None:
         """Keep `event` on disk (fsynced) before the answer goes out; raises `SpoolFull` only
         when the file can't be written. A full spool refuses new requests (`check_accepting`),
         not the events of requests already admitted: it holds at most `max_bytes` plus the
         events of the requests in flight when it filled."""
-        line = encode_event(event) + b"\n"
+        line = msgspec.json.encode(_Line(msgspec.Raw(encode_event(event)), settlement)) + b"\n"
         await asyncio.to_thread(self._append, line)
         log.warning("ledger event spooled", extra={"generation_id": event.id})
 
@@ -117,7 +134,7 @@ class Spool:
             return 0
         with self._lock:  # appends wait: the file is rewritten below
             lines = self.path.read_bytes().splitlines()
-        sent = await _send(lines, stream)
+        sent = await _send(lines, stream, self.settler)
         with self._lock:
             # What was appended meanwhile stays, after what was not sent.
             current = self.path.read_bytes().splitlines()
@@ -153,7 +170,7 @@ class Spool:
             except OSError:
                 return 0  # its process is alive and replays it itself
             lines = file.read().splitlines()
-            sent = await _send(lines, stream)
+            sent = await _send(lines, stream, self.settler)
             if sent == len(lines):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(path)
@@ -173,18 +190,22 @@ class Spool:
             self._file = None
 
 
-async def _send(lines: list[bytes], stream: RedisStreamLedger) -> int:
-    """XADD the lines in order; the count sent before the first refusal."""
+async def _send(lines: list[bytes], stream: RedisStreamLedger, settler: Settler | None) -> int:
+    """XADD the lines in order (and settle again what failed to settle); the count sent
+    before the first refusal."""
     sent = 0
     for line in lines:
         if line.strip():
             try:
-                event = decode_event(line)
-            except EventDecodeError:
+                entry = msgspec.json.decode(line, type=_Line)
+                event = decode_event(bytes(entry.event))
+            except (msgspec.DecodeError, EventDecodeError):
                 log.error("unreadable spool line skipped", extra={"line": line[:200].decode()})
             else:
                 try:
                     await stream.emit(event)
+                    if entry.settlement is not None and settler is not None:
+                        await settler.resettle(event.id, entry.settlement)
                 except (LedgerUnavailable, RespError):
                     return sent
         sent += 1

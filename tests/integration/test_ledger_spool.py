@@ -10,6 +10,7 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 
 import httpx
@@ -19,12 +20,15 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.db.models import generations
+from gateway.keys.limiter import LimiterUnavailable, Settlement
+from gateway.keys.pico import to_pico
 from gateway.ledger.events import GenerationEvent
 from gateway.ledger.spool import Spool, SpoolFull
 from gateway.ledger.stream import RedisStreamLedger
 from gateway.resp import RespClient
 from providers.simulator.profile import Profile
 from providers.simulator.server import start_fleet
+from tests.integration.keys_fixtures import bearer, create_key, key_settings
 from tests.integration.ledger_fixtures import chat, settings_for
 from tests.support.gateway import free_port, run_gateway, write_catalog
 from tests.support.polling import eventually
@@ -238,5 +242,52 @@ async def test_redis_killed_and_restarted_under_load_loses_no_served_generation(
                 assert set(statuses) == {200}, set(statuses)
                 assert served == len(statuses)
                 assert "ledger event spooled" in caplog.text  # the outage was met mid-request
+        finally:
+            await fleet.close()
+
+
+async def test_a_settlement_lost_with_its_event_is_sent_again_on_replay_once(
+    engine: AsyncEngine, pg_database: str, tmp_path: Path
+) -> None:
+    fleet = await start_fleet({"a": Profile(completion_tokens=5, ttft_ms=1000)})
+    catalog = write_catalog(tmp_path / "catalog.toml", {"a": fleet.url_for("a")})
+    (tmp_path / "redis").mkdir()
+    with own_redis(tmp_path / "redis") as (redis_url, kill, start):
+        await _answers(redis_url)
+        settings = key_settings(catalog, pg_database, redis_url=redis_url, redis_prefix="gw:")
+        settings.ledger.spool_dir = tmp_path / "spool"
+        try:
+            async with (
+                run_gateway(settings) as gateway,
+                httpx.AsyncClient(base_url=gateway.url, timeout=30) as client,
+            ):
+                key_id, secret = await create_key(client, name="spooled", limit="1")
+                asked = asyncio.create_task(
+                    client.post("/v1/chat/completions", json=chat("hi"), headers=bearer(secret))
+                )
+                await eventually(lambda: fleet.stats()["a"].requests == 1, 10, what="upstream")
+                kill()  # admitted and holding; Redis goes before the answer ends
+                answer = await asyncio.wait_for(asked, 20)
+                assert answer.status_code == 200
+                cost = Decimal(str(answer.json()["usage"]["cost"]))
+                spool = gateway.resources.ledger.spool
+                assert cost > 0 and spool.depth == 1
+                start()
+                await _answers(redis_url)
+                keys = gateway.resources.keys
+                key = keys.cache.get(key_id)
+
+                async def settled() -> bool:
+                    try:
+                        usage = await keys.limiter.usage(key)
+                    except LimiterUnavailable:
+                        return False
+                    return (usage.total, usage.held) == (to_pico(cost), 0)
+
+                await eventually(settled, 20, what="the key settled from the spool")
+                await eventually(lambda: spool.depth == 0, 10, what="the spool drained")
+                again = Settlement(key_id, "", to_pico(cost), 0, 0)
+                await keys.limiter.resettle(answer.json()["id"], again)  # a second replay
+                assert await settled()  # ...changes nothing
         finally:
             await fleet.close()

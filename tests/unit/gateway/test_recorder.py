@@ -72,7 +72,7 @@ class FakeSpool:
     def __init__(self) -> None:
         self.events: list[GenerationEvent] = []
 
-    async def append(self, event: GenerationEvent) -> None:
+    async def append(self, event: GenerationEvent, settlement: Any = None) -> None:
         self.events.append(event)
 
     def check_accepting(self) -> None:
