@@ -215,10 +215,13 @@ async def _send(lines: list[bytes], stream: RedisStreamLedger, settler: Settler 
 async def _replay_forever(spool: Spool, stream: RedisStreamLedger) -> None:
     while True:
         await asyncio.sleep(REPLAY_INTERVAL_S)
-        with contextlib.suppress(OSError):
+        try:
             sent = await spool.replay(stream)
-            if sent:
-                log.warning("spooled ledger events replayed", extra={"n": sent})
+        except Exception:  # the loop must outlive any one bad replay; it is logged
+            log.exception("replaying the ledger spool failed; will retry")
+            continue
+        if sent:
+            log.warning("spooled ledger events replayed", extra={"n": sent})
 
 
 @asynccontextmanager

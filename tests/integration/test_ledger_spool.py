@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -201,6 +200,7 @@ async def test_redis_killed_and_restarted_under_load_loses_no_served_generation(
             redis_url=redis_url,
             redis_prefix="gw:",
             spool_dir=tmp_path / "spool",
+            claim_idle_s=1,  # a read whose reply died with Redis is claimed again soon
         )
         statuses: list[int] = []
         try:
@@ -236,9 +236,7 @@ async def test_redis_killed_and_restarted_under_load_loses_no_served_generation(
                         count = (await conn.execute(select(func.count(generations.c.id)))).scalar()
                     return count == served
 
-                started = time.monotonic()
-                await eventually(all_in_ledger, 30, what="ledger rows == served completions")
-                assert time.monotonic() - started < 30
+                await eventually(all_in_ledger, 60, what=f"ledger rows == {served} served")
                 assert set(statuses) == {200}, set(statuses)
                 assert served == len(statuses)
                 assert "ledger event spooled" in caplog.text  # the outage was met mid-request
