@@ -82,6 +82,7 @@ class Generation:
     started: float  # monotonic
     attempts: list[Attempt] = field(default_factory=list)  # filled by the executor
     recorded: bool = False
+    relaying: bool = False  # a stream's relay is running: its own `finally` records the end
 
     async def record(self) -> None:
         if self.recorded:

@@ -5,9 +5,10 @@ Framework-free: the controller hands it a decoded request and sends back what it
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -179,15 +180,28 @@ class ChatService:
             **self._headers(event.id, plan, len(opened.attempts) + 1),
             **generation.hold.headers,
         }
-        return StreamAnswer(self._relay(opened, request, generation), headers)
+        relay = self._relay(opened, request, generation)
+        abandon = functools.partial(self._abandon, opened, request, generation)
+        return StreamAnswer(_Relay(relay, generation, abandon), headers)
+
+    async def _abandon(
+        self, opened: OpenedStream, request: ChatRequest, generation: Generation
+    ) -> None:
+        """A stream closed before its relay ever ran (the client left before the first byte):
+        what the relay's own ending would have recorded."""
+        with anyio.CancelScope(shield=True):
+            await opened.aclose()
+            self._close_event(generation.event, opened, request, generation.started, failed=False)
+            await generation.close()
 
     async def _relay(
         self, opened: OpenedStream, request: ChatRequest, generation: Generation
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncGenerator[bytes, None]:
         """Relay the chunks as they come. A chunk with usage and no output is held until the
         next one arrives or the upstream ends, so the generation is recorded from its final
         usage before the last chunk goes out; every other ending (upstream error, client gone)
         is recorded by what was relayed."""
+        generation.relaying = True  # from here on this generator's `finally` records the end
         event, plan = generation.event, generation.plan
         endpoint, model, gen_id = opened.endpoint, request.route.model, event.id
         event.provider, event.endpoint_id = endpoint.provider, endpoint.id
@@ -268,3 +282,32 @@ class ChatService:
                 for a in attempts
             ],
         }
+
+
+class _Relay:
+    """A relay that records its generation even when it is closed before it ever ran
+    (closing a generator that never started skips its `finally`). Iterating hands out the
+    generator itself, so chunks pay nothing for this."""
+
+    __slots__ = ("_abandon", "_chunks", "_generation")
+
+    def __init__(
+        self,
+        chunks: AsyncGenerator[bytes, None],
+        generation: Generation,
+        abandon: Callable[[], Awaitable[None]],
+    ) -> None:
+        self._chunks = chunks
+        self._generation = generation
+        self._abandon = abandon
+
+    def __aiter__(self) -> AsyncGenerator[bytes, None]:
+        return self._chunks
+
+    async def __anext__(self) -> bytes:
+        return await anext(self._chunks)
+
+    async def aclose(self) -> None:
+        await self._chunks.aclose()
+        if not self._generation.relaying and not self._generation.recorded:
+            await self._abandon()
