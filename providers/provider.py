@@ -13,11 +13,10 @@ from providers.catalog import Endpoint, Secret
 from providers.usage import Usage
 
 # Dialect fields that would let an upstream produce more than the `max_tokens` cap the gateway
-# sends (llama.cpp's `n_predict` overrides `max_tokens`; `ignore_eos`, vLLM's `min_tokens`,
-# TGI's `max_new_tokens`, a second alias): adapters never forward them.
-OUTPUT_RAISING_FIELDS = frozenset(
-    {"n_predict", "ignore_eos", "min_tokens", "max_new_tokens", "max_completion_tokens"}
-)
+# sends (llama.cpp reads `n_predict` before `max_tokens`; TGI's `max_new_tokens`; a second
+# alias): adapters never forward them. Fields that only push output towards the cap
+# (`ignore_eos`, vLLM's `min_tokens`) pass: the cap still bounds them.
+OUTPUT_RAISING_FIELDS = frozenset({"n_predict", "max_new_tokens", "max_completion_tokens"})
 
 
 def without_output_raisers(body: dict[str, Any]) -> dict[str, Any]:
