@@ -5,6 +5,7 @@ Controllers reach it through the `resources` dependency; there are no module glo
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from providers.llamacpp import LlamaCppProvider
 from providers.llamacpp_health import LlamaCppMonitor
 from providers.openai_compatible import OpenAICompatibleProvider
 from providers.provider import Provider, Timeouts
+from providers.tokenizer import warm as warm_tokenizer
 from routing.executor import Executor
 from routing.planner import Planner
 from routing.runtime import Routing, RoutingConfig, open_routing
@@ -131,6 +133,7 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
         if ledger.spool is not None and isinstance(keyring.limiter, RedisLimiter):
             ledger.spool.settler = keyring.limiter  # spooled settlements are sent again too
         chat = ChatService(planner, executor, ledger, keyring.limiter, ledger.spool)
+        await asyncio.to_thread(warm_tokenizer)  # for answers that come back without usage
         yield Resources(
             settings,
             catalog,

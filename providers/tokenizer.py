@@ -7,8 +7,6 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-import bpe_openai
-
 # What the harmony chat template adds around each message (`<|start|>role<|message|>...<|end|>`)
 # and once per prompt (the system preamble gpt-oss always gets, and the assistant's start).
 MESSAGE_TOKENS = 4
@@ -17,7 +15,15 @@ PROMPT_TOKENS = 64
 
 @cache
 def _encoding() -> Any:
+    import bpe_openai  # ~0.5 s: paid by `warm()` at start, not by commands that never count
+
     return bpe_openai.get_encoding("o200k_base")
+
+
+def warm() -> None:
+    """Load the tokenizer now (blocking, ~0.5 s): call it off the event loop at start, so the
+    first answer that needs a count doesn't stall every other request."""
+    _encoding()
 
 
 def count_tokens(text: str) -> int:
