@@ -45,12 +45,18 @@ async def _check_redis(resources: NamedDependency[Resources]) -> str:
 async def ready(resources: NamedDependency[Resources]) -> Response[dict[str, Any]]:
     db, redis = await asyncio.gather(_check_db(resources), _check_redis(resources))
     ok = db == "ok" and redis in ("ok", "in-process")
+    spool = resources.ledger.spool
+    spooling = spool is None or spool.accepting
     body: dict[str, Any] = {
-        "status": "ready" if ok else "not ready",
+        "status": "ready" if ok and spooling else "not ready",
         "database": db,
         "redis": redis,
     }
-    spool = resources.ledger.spool
     if spool is not None:
-        body["spool"] = {"depth": spool.depth, "bytes": spool.size, "broken": spool.broken}
-    return Response(body, status_code=200 if ok else 503)
+        body["spool"] = {
+            "depth": spool.depth,
+            "bytes": spool.size,
+            "accepting": spool.accepting,
+            "broken": spool.broken,
+        }
+    return Response(body, status_code=200 if ok and spooling else 503)

@@ -78,6 +78,11 @@ class Spool:
 
     # -- the request path
 
+    @property
+    def accepting(self) -> bool:
+        """Whether new requests are admitted (the spool has room and can be written)."""
+        return self.broken is None and self.size < self.max_bytes
+
     def check_accepting(self) -> None:
         if self.broken is not None:
             raise SpoolFull(f"the ledger spool is unwritable ({self.broken}); try again later")

@@ -110,8 +110,10 @@ async def test_answers_are_served_and_spooled_while_the_stream_refuses_then_503_
                 raise AssertionError("the spool never filled")
             assert answer.json()["error"]["code"] == "ledger_spool_full"
             assert fleet.stats()["a"].requests == len(served)  # refused before the upstream
-            ready = (await client.get(f"{gateway.url}/ready")).json()
-            assert ready["spool"]["depth"] == len(served)
+            ready = await client.get(f"{gateway.url}/ready")
+            assert ready.status_code == 503  # a balancer sends the traffic elsewhere
+            assert ready.json()["spool"]["depth"] == len(served)
+            assert ready.json()["spool"]["accepting"] is False
             metrics = (await client.get(f"{gateway.url}/metrics")).text
             assert f"gateway_ledger_spool_depth {len(served)}" in metrics
 
