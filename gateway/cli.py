@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -60,6 +61,11 @@ def _serve(args: argparse.Namespace) -> int:
         settings.ledger.writer = "worker"  # one process: the fleet, the gateway, its writer
         uvloop.run(serve_simulated(settings))
         return 0
+    if server.workers > 1 and not settings.redis.redis_url:
+        reason = _unshared_limits(settings)
+        if reason is not None:
+            sys.stderr.write(f"gateway serve: {reason}\n")
+            return 2
     _print_endpoints(settings)
     separate = args.ledger_writer_process
     if separate and not settings.redis.redis_url:
@@ -88,6 +94,14 @@ def _print_endpoints(settings: Settings) -> None:
     table = asyncio.run(endpoint_table(load_catalog(settings.catalog.catalog)))
     sys.stdout.write(table + "\n")
     sys.stdout.flush()
+
+
+def _unshared_limits(settings: Settings) -> str | None:
+    """Why N workers without Redis can't enforce the stored keys' limits, if they can't."""
+    from gateway.keys.sharing import limited_key_names, unshared_limits_reason
+
+    limited = asyncio.run(limited_key_names(settings.database.database_url))
+    return unshared_limits_reason(settings.server.workers, settings.redis.redis_url, limited)
 
 
 def _run_uvicorn(settings: Settings) -> None:

@@ -72,7 +72,9 @@ async def ready(resources: NamedDependency[Resources]) -> Response[dict[str, Any
     db, redis = await asyncio.gather(_check_db(resources), _check_redis(resources))
     loops = _loops(resources)
     stopped = sorted(name for name, state in loops.items() if state != "running")
-    ok = db == "ok" and redis in ("ok", "in-process") and not stopped
+    spool = resources.ledger.spool
+    spooling = spool is None or spool.accepting
+    ok = db == "ok" and redis in ("ok", "in-process") and not stopped and spooling
     body: dict[str, Any] = {
         "status": "ready" if ok else "not ready",
         "database": db,
@@ -81,4 +83,11 @@ async def ready(resources: NamedDependency[Resources]) -> Response[dict[str, Any
     }
     if stopped:
         body["stopped"] = stopped
+    if spool is not None:
+        body["spool"] = {
+            "depth": spool.depth,
+            "bytes": spool.size,
+            "accepting": spool.accepting,
+            "broken": spool.broken,
+        }
     return Response(body, status_code=200 if ok else 503)

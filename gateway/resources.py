@@ -5,6 +5,7 @@ Controllers reach it through the `resources` dependency; there are no module glo
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from gateway.chat.service import ChatService
 from gateway.keys.keyring import Keyring, open_keyring
+from gateway.keys.redis_limiter import RedisLimiter
 from gateway.ledger.lifecycle import Ledger, open_ledger
 from gateway.metrics.prometheus import GatewayMetrics, MeteredLedger, open_breakers, open_metrics
 from gateway.redis_options import BACKGROUND_OPTIONS
@@ -28,6 +30,7 @@ from providers.llamacpp import LlamaCppProvider
 from providers.llamacpp_health import LlamaCppMonitor
 from providers.openai_compatible import OpenAICompatibleProvider
 from providers.provider import Provider, Timeouts
+from providers.tokenizer import warm as warm_tokenizer
 from routing.executor import Executor
 from routing.planner import Planner
 from routing.runtime import Routing, RoutingConfig, open_routing
@@ -137,7 +140,12 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
         metrics = await stack.enter_async_context(
             open_metrics(open_breakers(catalog, routing.live.snapshot))
         )
-        chat = ChatService(planner, executor, MeteredLedger(ledger, metrics), keyring.limiter)
+        if ledger.spool is not None and isinstance(keyring.limiter, RedisLimiter):
+            ledger.spool.settler = keyring.limiter  # spooled settlements are sent again too
+        chat = ChatService(
+            planner, executor, MeteredLedger(ledger, metrics), keyring.limiter, ledger.spool
+        )
+        await asyncio.to_thread(warm_tokenizer)  # for answers that come back without usage
         yield Resources(
             settings,
             catalog,

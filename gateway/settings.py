@@ -117,6 +117,10 @@ class LedgerSettings(BaseSettings):
     # other way writes in process); "worker": every serving worker runs a writer; "external":
     # workers only queue and `gateway ledger-writer`, run separately, writes.
     writer: Literal["process", "worker", "external"] = "process"
+    # With Redis: where end-of-request events the stream refused are kept (fsynced) until
+    # replayed, and how large one process's spool may grow before requests are refused (503).
+    spool_dir: Path = Path("var/spool")
+    spool_max_bytes: int = Field(default=256 * 1024 * 1024, ge=4096)
 
 
 class KeysSettings(BaseSettings):

@@ -13,7 +13,7 @@ from typing import Any, cast
 
 from providers.errors import UpstreamError, UpstreamUnavailable
 from providers.openai_compatible import OpenAICompatibleProvider
-from providers.provider import Chunk, Completion, UpstreamCall
+from providers.provider import Chunk, Completion, UpstreamCall, without_output_raisers
 from providers.reasoning import (
     EFFORT_ALIASES,
     EFFORTS,
@@ -190,7 +190,7 @@ class LlamaCppProvider(OpenAICompatibleProvider):
         return headers
 
     def translate(self, call: UpstreamCall) -> dict[str, Any]:
-        return translate_body(call.body)
+        return translate_body(without_output_raisers(call.body))
 
     async def _raise_for_status(self, call: UpstreamCall, resp: UpstreamResponse) -> None:
         with llamacpp_errors():

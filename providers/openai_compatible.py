@@ -37,7 +37,13 @@ from providers.http1 import (
     MalformedResponse,
     Timeout,
 )
-from providers.provider import Chunk, Completion, Timeouts, UpstreamCall
+from providers.provider import (
+    Chunk,
+    Completion,
+    Timeouts,
+    UpstreamCall,
+    without_output_raisers,
+)
 from providers.reasoning import (
     estimate_reasoning_tokens,
     map_reasoning,
@@ -232,8 +238,9 @@ class OpenAICompatibleProvider:
         return headers
 
     def translate(self, call: UpstreamCall) -> dict[str, Any]:
-        """The body sent upstream; adapters for dialects override this."""
-        return translate_reasoning(call.body)
+        """The body sent upstream, without fields that would lift its output cap and with
+        OpenRouter's `reasoning` in the host's terms; adapters for dialects override this."""
+        return translate_reasoning(without_output_raisers(call.body))
 
     def map_reasoning(self, call: UpstreamCall, payload: dict[str, Any], key: str) -> int:
         """The host's reasoning output as OpenRouter's `reasoning` in each choice's `key`

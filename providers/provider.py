@@ -12,6 +12,19 @@ from typing import Any, Protocol
 from providers.catalog import Endpoint, Secret
 from providers.usage import Usage
 
+# Dialect fields that would let an upstream produce more than the `max_tokens` cap the gateway
+# sends (llama.cpp reads `n_predict` before `max_tokens`; TGI's `max_new_tokens`; a second
+# alias): adapters never forward them. Fields that only push output towards the cap
+# (`ignore_eos`, vLLM's `min_tokens`) pass: the cap still bounds them.
+OUTPUT_RAISING_FIELDS = frozenset({"n_predict", "max_new_tokens", "max_completion_tokens"})
+
+
+def without_output_raisers(body: dict[str, Any]) -> dict[str, Any]:
+    """`body` minus `OUTPUT_RAISING_FIELDS` (the same dict when it has none, the usual case)."""
+    if OUTPUT_RAISING_FIELDS.isdisjoint(body):
+        return body
+    return {k: v for k, v in body.items() if k not in OUTPUT_RAISING_FIELDS}
+
 
 @dataclass(frozen=True, slots=True)
 class Timeouts:

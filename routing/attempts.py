@@ -1,17 +1,15 @@
-"""What running a plan produces: attempts, skipped endpoints, the served answer or opened
-stream, or the failed generation. Plain records; the executor (`routing.executor`) makes them.
+"""What running a plan produces: attempts, skipped endpoints, the served answer or the failed
+generation (an opened stream is `routing.stream`). Plain records; the executor makes them.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 from providers.catalog import Endpoint
 from providers.errors import UpstreamError
-from providers.provider import Chunk, Completion
+from providers.provider import Completion
 
 
 @dataclass(slots=True)
@@ -60,18 +58,4 @@ class Served:
     endpoint: Endpoint
     completion: Completion
     attempts: list[Attempt]
-    skipped: list[Skip] = field(default_factory=list)
-
-
-@dataclass(slots=True)
-class OpenedStream:
-    """A stream whose first chunk has arrived: from here on there is no fallback."""
-
-    endpoint: Endpoint
-    first: Chunk
-    rest: AsyncIterator[Chunk]
-    attempts: list[Attempt]
-    started: float  # monotonic start of the serving attempt
-    ttft_s: float = 0.0
-    extra: dict[str, Any] = field(default_factory=dict)
     skipped: list[Skip] = field(default_factory=list)

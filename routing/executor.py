@@ -25,10 +25,12 @@ from providers.parameters import upstream_body
 from providers.provider import Chunk, Completion, Provider, Timeouts, UpstreamCall
 from providers.usage import Usage
 from routing.affinity import AffinityMemory
-from routing.attempts import Attempt, GenerationFailed, OpenedStream, Served, Skip
+from routing.attempts import Attempt, GenerationFailed, Served, Skip
+from routing.bounds import completion_bound
 from routing.breaker import Phase
 from routing.planner import Plan
 from routing.retry import RetryPolicy, retryable, retrying
+from routing.stream import OpenedStream
 
 __all__ = [
     "Attempt",
@@ -106,11 +108,16 @@ class Executor:
 
     # -- public surface
 
-    async def complete(self, plan: Plan, body: dict[str, Any]) -> Served:
+    async def complete(
+        self, plan: Plan, body: dict[str, Any], attempts: list[Attempt] | None = None
+    ) -> Served:
+        """The first answer the plan's endpoints give. Attempts go into `attempts` (when given)
+        as they end, so a caller that is cancelled still knows what was tried."""
+
         async def once(endpoint: Endpoint, call: UpstreamCall) -> Completion:
             return await self._providers[endpoint.kind].complete(call)
 
-        endpoint, completion, run = await self._run(plan, body, once)
+        endpoint, completion, run = await self._run(plan, body, once, attempts)
         self._release(endpoint, run.slot)
         attempt = self._attempt(endpoint, run.started_wall, run.started, completion.ttft_s)
         usage = completion.usage
@@ -122,7 +129,12 @@ class Executor:
         self._remember(plan, endpoint, usage)
         return Served(endpoint, completion, run.attempts, run.skipped)
 
-    async def open_stream(self, plan: Plan, body: dict[str, Any]) -> OpenedStream:
+    async def open_stream(
+        self, plan: Plan, body: dict[str, Any], attempts: list[Attempt] | None = None
+    ) -> OpenedStream:
+        """The first stream whose first chunk arrives; it records its own attempt when it ends
+        (see `routing.stream`)."""
+
         async def once(endpoint: Endpoint, call: UpstreamCall) -> tuple[Chunk, Any]:
             stream = self._providers[endpoint.kind].stream(call)
             try:
@@ -140,41 +152,35 @@ class Executor:
                 raise
             return first, stream
 
-        endpoint, (first, stream), run = await self._run(plan, body, once)
+        endpoint, (first, stream), run = await self._run(plan, body, once, attempts)
         ttft = time.monotonic() - run.started
-        extra = {"started_wall": run.started_wall, "plan": plan, "slot": run.slot}
+        started_wall, slot = run.started_wall, run.slot
+
+        def ended(opened: OpenedStream) -> None:
+            self._stream_ended(opened, plan, started_wall, slot)
+
         return OpenedStream(
-            endpoint, first, stream, run.attempts, run.started, ttft, extra, run.skipped
+            endpoint, first, stream, run.attempts, run.started, ttft, ended, run.skipped
         )
 
-    def finish_stream(
-        self,
-        opened: OpenedStream,
-        error: UpstreamError | None,
-        *,
-        usage: Usage | None = None,
-        finish_reason: str | None = None,
-        cancelled: bool = False,
+    def _stream_ended(
+        self, opened: OpenedStream, plan: Plan, started_wall: datetime, slot: int
     ) -> None:
-        """Record the serving attempt once its stream has ended (well or not)."""
-        if opened.extra.get("finished"):
-            return
-        opened.extra["finished"] = True
-        self._release(opened.endpoint, opened.extra.get("slot", -1))
-        attempt = self._attempt(
-            opened.endpoint, opened.extra["started_wall"], opened.started, opened.ttft_s
-        )
+        """Record the serving attempt of a stream that ended (called once, by the stream)."""
+        self._release(opened.endpoint, slot)
+        attempt = self._attempt(opened.endpoint, started_wall, opened.started, opened.ttft_s)
         attempt.streamed = True
+        usage = opened.usage
         if usage is not None:
             attempt.completion_tokens = usage.completion_tokens
             attempt.generation_s = max(attempt.latency_s - opened.ttft_s, 0.0)
-        if error is None and cancelled:
+        error = opened.error
+        if opened.ended == "cancelled":
             attempt.outcome = "cancelled"
-        elif error is None and finish_reason == "error":
+        elif error is None and opened.native_finish_reason == "error":
             attempt.outcome = "error_finish"
         self._finish(opened.attempts, attempt, error)
-        plan = opened.extra.get("plan")
-        if error is None and not cancelled and usage is not None and isinstance(plan, Plan):
+        if opened.ended == "ok" and usage is not None:
             self._remember(plan, opened.endpoint, usage)
 
     # -- the loop over the plan
@@ -184,8 +190,11 @@ class Executor:
         plan: Plan,
         body: dict[str, Any],
         once: Callable[[Endpoint, UpstreamCall], Awaitable[_T]],
+        attempts: list[Attempt] | None = None,
     ) -> tuple[Endpoint, _T, _Run]:
         run = _Run(plan, time.monotonic() + self._retry.deadline_s, self._max_attempts)
+        if attempts is not None:
+            run.attempts = attempts
         last: UpstreamError | None = None
         # Waiting (Retry-After, an open breaker) and retrying up to the whole budget are for
         # a client that pinned one endpoint: exacto, or allow_fallbacks=false. A plan that has
@@ -314,9 +323,12 @@ class Executor:
         timeouts = Timeouts(
             t.connect, min(t.first_token, remaining), min(t.total, remaining), t.idle
         )
+        request = run.plan.request
+        # Exactly one completion cap reaches the upstream: the one the key's hold priced.
+        cap = completion_bound(endpoint, request.prompt_tokens, request.max_tokens)
         call = UpstreamCall(
             endpoint,
-            upstream_body(endpoint, body, run.plan.request.parameters),
+            {**upstream_body(endpoint, body, request.parameters), "max_tokens": cap},
             self._secret_for(endpoint),
             timeouts,
         )
@@ -333,7 +345,11 @@ class Executor:
             )
             raise
         except BaseException:
+            # Cancelled (the client or the server went away) while the upstream was working.
             self._release(endpoint, run.slot)
+            attempt = self._attempt(endpoint, run.started_wall, run.started, None)
+            attempt.outcome = "cancelled"
+            self._finish(run.attempts, attempt, None)
             raise
 
     # -- bookkeeping

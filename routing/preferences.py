@@ -66,12 +66,14 @@ class RouteRequest:
     fallback_models: tuple[str, ...] = ()
     parameters: frozenset[str] = frozenset()  # request fields that endpoints must support
     prompt_tokens: int = 0  # estimate, for price filters and cache affinity
-    max_tokens: int | None = None
+    max_tokens: int | None = None  # the completion cap per choice (one rule: see chat.request)
     stream: bool = False
     affinity_key: str | None = None  # conversation identity for cache stickiness
     explain: bool = False
     mode_from_suffix: bool = False  # the client named the mode (`:nitro`), not a default
     ignored: tuple[tuple[str, str], ...] = ()  # request fields accepted without effect -> why
+    prompt_bound: int = 0  # prompt tokens can't exceed this (the key's hold); 0: prompt_tokens
+    choices: int = 1  # completions generated per request (`n`, `best_of`): the hold's multiplier
 
 
 def split_mode(model: str) -> tuple[str, Mode | None]:

@@ -40,6 +40,12 @@ REFUSED = {
     "plugins": "plugins (web search, file parsing, response healing) are not available here",
 }
 CHARS_PER_TOKEN = 4  # rough prompt-size estimate for price limits, before the upstream counts
+# The prompt's upper bound for a key's hold: every o200k token is at least one byte of the body
+# (escapes only lengthen it), plus what gpt-oss's chat template adds around the messages.
+TEMPLATE_TOKENS = 128  # gpt-oss's harmony preamble is ~70
+MAX_CHOICES = 128  # `n` and `best_of` above this are refused (each multiplies the hold)
+# Sent upstream by the executor as the one `max_tokens` cap it computed, never as given.
+CAP_FIELDS = frozenset({"max_tokens", "max_completion_tokens"})
 OPENING_MESSAGES = 2  # system + first user message identify a conversation for cache affinity
 MAX_FALLBACK_MODELS = 32  # entries in `models`
 
@@ -57,6 +63,8 @@ class _Known(msgspec.Struct):
     stream: bool = False
     max_tokens: int | None = None
     max_completion_tokens: int | None = None
+    n: int | None = None
+    best_of: int | None = None
     provider: Any = None  # read leniently by `decode_provider`
     route: Any = None
     transforms: Any = None
@@ -106,7 +114,7 @@ def decode_chat_request(
         raise BadRequest(
             "invalid request: `messages` must not be empty", metadata={"field": "messages"}
         )
-    for name in ("max_tokens", "max_completion_tokens"):
+    for name in ("max_tokens", "max_completion_tokens", "n", "best_of"):
         value = getattr(known, name)
         if value is not None and value < 1:
             raise BadRequest(
@@ -119,6 +127,12 @@ def decode_chat_request(
         )
     _refuse_unsupported(body, known.transforms)
     provider, ignored = decode_provider(known.provider, known.route)
+    choices = max(known.n or 1, known.best_of or 1)
+    if choices > MAX_CHOICES:
+        field = "n" if (known.n or 1) == choices else "best_of"
+        raise BadRequest(
+            f"invalid request: `{field}` must be at most {MAX_CHOICES}", metadata={"field": field}
+        )
     requested = known.model or (known.models[0] if known.models else None)
     if not requested:
         raise BadRequest("invalid request: `model` is required", metadata={"field": "model"})
@@ -131,7 +145,9 @@ def decode_chat_request(
         for m in (known.models or [])
         if m != requested
     )
-    upstream_body = {k: v for k, v in body.items() if k not in GATEWAY_FIELDS}
+    upstream_body = {
+        k: v for k, v in body.items() if k not in GATEWAY_FIELDS and k not in CAP_FIELDS
+    }
     session = _bounded("session_id", known.session_id or session_header or None)
     external_user = _hashed(_bounded("user", known.user))
     if external_user is not None:
@@ -145,11 +161,13 @@ def decode_chat_request(
         fallback_models=tuple(m for m in fallback_models if m != model),
         parameters=frozenset(k for k in body if k in ROUTED_PARAMETERS),
         prompt_tokens=_estimate_prompt_tokens(raw),
-        max_tokens=known.max_completion_tokens or known.max_tokens,
+        max_tokens=completion_cap(known.max_tokens, known.max_completion_tokens),
         stream=known.stream,
         affinity_key=_session_key(session or known.prompt_cache_key) or _opening_key(body),
         explain=explain_header or bool(debug.get("route")),
         ignored=tuple(ignored.items()),
+        prompt_bound=len(raw) + TEMPLATE_TOKENS,
+        choices=choices,
     )
     return ChatRequest(route, upstream_body, requested, session, external_user)
 
@@ -216,6 +234,14 @@ def _session_key(value: str | None) -> str | None:
         return None
     digest = hashlib.blake2b(value.encode("utf-8", "replace"), digest_size=16)
     return "session:" + digest.hexdigest()
+
+
+def completion_cap(max_tokens: int | None, max_completion_tokens: int | None) -> int | None:
+    """The one rule for the two aliases: the smaller of those given. The executor sends it
+    upstream as `max_tokens` (tightened by the endpoint), and the hold is priced from it."""
+    if max_tokens is None or max_completion_tokens is None:
+        return max_tokens if max_completion_tokens is None else max_completion_tokens
+    return min(max_tokens, max_completion_tokens)
 
 
 def _opening_key(body: dict[str, Any]) -> str | None:

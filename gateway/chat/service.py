@@ -5,15 +5,18 @@ Framework-free: the controller hands it a decoded request and sends back what it
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Generic, NamedTuple, TypeVar
+from typing import Any
 
 import anyio
 
+from gateway.chat.charges import charge, stream_usage
+from gateway.chat.recorder import Generation, Recorder, Spool
 from gateway.chat.relay import (
     SSE_DONE,
     encode,
@@ -30,11 +33,9 @@ from gateway.keys.limiter import Hold, Limiter
 from gateway.keys.record import ANONYMOUS, ApiKey
 from gateway.keys.worst_case import worst_case_of
 from gateway.ledger.events import GenerationEvent, LedgerSink
-from gateway.resp import Batch
-from providers.errors import MidStreamError, UpstreamError
+from providers.errors import UpstreamError
 from providers.price_version import price_version
-from providers.pricing import ZERO, cost_of
-from providers.usage import Usage
+from providers.pricing import cost_of
 from routing.executor import Executor, GenerationFailed, OpenedStream
 from routing.planner import Plan, Planner
 
@@ -63,17 +64,6 @@ class StreamAnswer:
     headers: dict[str, str]
 
 
-_R = TypeVar("_R")
-
-
-class _Begun(NamedTuple, Generic[_R]):
-    started: float
-    plan: Plan
-    hold: Hold
-    event: GenerationEvent
-    result: _R
-
-
 class ChatService:
     def __init__(
         self,
@@ -81,11 +71,13 @@ class ChatService:
         executor: Executor,
         ledger: LedgerSink,
         limiter: Limiter | None = None,
+        spool: Spool | None = None,
     ) -> None:
         self._planner = planner
         self._executor = executor
-        self._ledger = ledger
         self._limiter = limiter
+        self._recorder = Recorder(ledger, limiter, spool)
+        self._spool = spool
 
     async def _admit(self, caller: Caller, plan: Plan) -> Hold:
         """The key's rate limits and a hold of the request's worst-case cost (429 / 402)."""
@@ -93,21 +85,9 @@ class ChatService:
             return Hold(caller.key, "", 0)
         return await self._limiter.admit(caller.key, worst_case_of(plan))
 
-    async def _release(self, hold: Hold) -> None:
-        """Free a hold without charging; shielded, as it runs while a cancellation unwinds."""
-        if self._limiter is not None:
-            with anyio.CancelScope(shield=True):
-                await self._limiter.settle(hold, ZERO, 0)
-
     async def _end(self, event: GenerationEvent, hold: Hold) -> None:
-        """The generation's one ledger event, and its key's spend settled with the real cost:
-        one Redis round trip (DESIGN.md step 6). Raises `LedgerUnavailable` if the event was
-        not queued; a failed settlement is only logged."""
-        batch = Batch()
-        self._ledger.emit_into(batch, event)
-        if self._limiter is not None:
-            self._limiter.settle_into(batch, hold, event.cost.total, event.usage.total_tokens)
-        await batch.send()
+        """The generation's one ledger event and its key's settlement (`Recorder.end`)."""
+        await self._recorder.end(event, hold)
 
     def _event(
         self, gen_id: str, request: ChatRequest, plan: Plan, caller: Caller, streamed: bool
@@ -135,174 +115,160 @@ class ChatService:
             "X-Route-Attempts": str(attempts),
         }
 
-    async def _record_failure(
-        self, event: GenerationEvent, failed: GenerationFailed, started: float, hold: Hold
-    ) -> None:
-        event.status = "error"
-        event.http_status = failed.last.http_status
-        event.error_message = failed.last.message
-        event.attempts = failed.attempts
-        event.latency_s = time.monotonic() - started
-        await self._end(event, hold)
-
-    async def _begin(
-        self,
-        request: ChatRequest,
-        caller: Caller,
-        streamed: bool,
-        call: Callable[[Plan, dict[str, Any]], Awaitable[_R]],
-    ) -> _Begun[_R]:
-        """Plan, admit the key, run the attempts; a failure is recorded and its hold freed."""
-        started = time.monotonic()
+    async def _begin(self, request: ChatRequest, caller: Caller, streamed: bool) -> Generation:
+        """Plan and admit the key: the generation whose ending is recorded from here on.
+        Refused with 503 before any upstream is called when its ledger event would have
+        nowhere to go (the spool is full or unwritable)."""
+        if self._spool is not None:
+            self._spool.check_accepting()
         plan = self._planner.plan(request.route)
         hold = await self._admit(caller, plan)
         event = self._event(request.generation_id, request, plan, caller, streamed)
-        try:
-            result = await call(plan, request.upstream_body)
-        except GenerationFailed as failed:
-            failed.headers = self._headers(event.id, plan, len(failed.attempts))
-            await self._record_failure(event, failed, started, hold)
-            raise
-        except BaseException:
-            await self._release(hold)  # cancelled (client gone) or a bug: free the hold
-            raise
-        return _Begun(started, plan, hold, event, result)
+        return self._recorder.open(event, hold, plan, request.upstream_body.get("messages"))
+
+    async def _fail(self, generation: Generation, failed: GenerationFailed) -> None:
+        event = generation.event
+        failed.headers = self._headers(event.id, generation.plan, len(failed.attempts))
+        event.status = "error"
+        event.http_status = failed.last.http_status
+        event.error_message = failed.last.message
+        await generation.record()
 
     async def complete(self, request: ChatRequest, caller: Caller) -> Answer:
-        started, plan, hold, event, served = await self._begin(
-            request, caller, False, self._executor.complete
-        )
-        gen_id = event.id
-        completion, endpoint = served.completion, served.endpoint
-        cost = cost_of(completion.usage, endpoint.price)
-        payload = completion.body
-        event.upstream_id = upstream_id_of(payload)
-        stamp(payload, gen_id, endpoint.model, endpoint.provider)  # the model that served
-        payload["usage"] = usage_body(completion.usage, cost)
-        native = first_finish_reason(payload.get("choices"))
-        event.provider, event.endpoint_id = endpoint.provider, endpoint.id
-        event.model = endpoint.model
-        event.price_version = price_version(endpoint)
-        event.usage, event.cost, event.attempts = completion.usage, cost, served.attempts
-        event.native_finish_reason = None if native is None else str(native)
-        event.finish_reason = normalize_finish_reason(native)
-        event.ttft_s = completion.ttft_s
-        event.latency_s = time.monotonic() - started
-        event.generation_s = completion.generation_s or completion.latency_s
-        if request.route.explain:
-            payload["route"] = self._explain(plan, served.attempts, served.skipped)
-        await self._end(event, hold)
+        generation = await self._begin(request, caller, False)
+        event, plan, hold = generation.event, generation.plan, generation.hold
+        async with generation:  # leaving without `record()` records it cancelled
+            try:
+                served = await self._executor.complete(
+                    plan, request.upstream_body, generation.attempts
+                )
+            except GenerationFailed as failed:
+                await self._fail(generation, failed)
+                raise
+            gen_id = event.id
+            completion, endpoint = served.completion, served.endpoint
+            cost = cost_of(completion.usage, endpoint.price)
+            payload = completion.body
+            event.upstream_id = upstream_id_of(payload)
+            stamp(payload, gen_id, endpoint.model, endpoint.provider)  # the model that served
+            payload["usage"] = usage_body(completion.usage, cost)
+            native = first_finish_reason(payload.get("choices"))
+            event.provider, event.endpoint_id = endpoint.provider, endpoint.id
+            event.model = endpoint.model
+            event.price_version = price_version(endpoint)
+            event.usage, event.cost = completion.usage, cost
+            event.native_finish_reason = None if native is None else str(native)
+            event.finish_reason = normalize_finish_reason(native)
+            event.ttft_s = completion.ttft_s
+            event.latency_s = time.monotonic() - generation.started
+            event.generation_s = completion.generation_s or completion.latency_s
+            if request.route.explain:
+                payload["route"] = self._explain(plan, served.attempts, served.skipped)
+            await generation.record()
         headers = {**self._headers(gen_id, plan, len(served.attempts)), **hold.headers}
         return Answer(encode(payload), headers)
 
     async def stream(self, request: ChatRequest, caller: Caller) -> StreamAnswer:
         """Opens the stream (falling back while nothing was sent), then relays it."""
-        started, plan, hold, event, opened = await self._begin(
-            request, caller, True, self._executor.open_stream
-        )
-        gen_id = event.id
-        headers = {**self._headers(gen_id, plan, len(opened.attempts) + 1), **hold.headers}
-        return StreamAnswer(self._relay(opened, request, plan, event, started, hold), headers)
+        generation = await self._begin(request, caller, True)
+        try:
+            opened = await self._executor.open_stream(
+                generation.plan, request.upstream_body, generation.attempts
+            )
+        except GenerationFailed as failed:
+            await self._fail(generation, failed)
+            raise
+        except BaseException:
+            await generation.close()  # cancelled (client or server gone) or a bug
+            raise
+        event, plan = generation.event, generation.plan
+        headers = {
+            **self._headers(event.id, plan, len(opened.attempts) + 1),
+            **generation.hold.headers,
+        }
+        relay = self._relay(opened, request, generation)
+        abandon = functools.partial(self._abandon, opened, request, generation)
+        return StreamAnswer(_Relay(relay, generation, abandon), headers)
+
+    async def _abandon(
+        self, opened: OpenedStream, request: ChatRequest, generation: Generation
+    ) -> None:
+        """A stream closed before its relay ever ran (the client left before the first byte):
+        what the relay's own ending would have recorded."""
+        with anyio.CancelScope(shield=True):
+            await opened.aclose()
+            self._close_event(generation.event, opened, request, generation.started, failed=False)
+            await generation.close()
 
     async def _relay(
-        self,
-        opened: OpenedStream,
-        request: ChatRequest,
-        plan: Plan,
-        event: GenerationEvent,
-        started: float,
-        hold: Hold,
-    ) -> AsyncIterator[bytes]:
+        self, opened: OpenedStream, request: ChatRequest, generation: Generation
+    ) -> AsyncGenerator[bytes, None]:
+        """Relay the chunks as they come. A chunk with usage and no output is held until the
+        next one arrives or the upstream ends, so the generation is recorded from its final
+        usage before the last chunk goes out; every other ending (upstream error, client gone)
+        is recorded by what was relayed."""
+        generation.relaying = True  # from here on this generator's `finally` records the end
+        event, plan = generation.event, generation.plan
         endpoint, gen_id = opened.endpoint, event.id
         model = endpoint.model  # the model that served: a `models` fallback may differ
         event.provider, event.endpoint_id, event.model = endpoint.provider, endpoint.id, model
-        event.upstream_id = upstream_id_of(opened.first.data)
         event.price_version = price_version(endpoint)
-        event.ttft_s = time.monotonic() - started
-        usage: Usage | None = None
-        native: Any = None
-        error: UpstreamError | None = None
-        finished = False
+        event.ttft_s = time.monotonic() - generation.started
+        held: dict[str, Any] | None = None  # usage without output: maybe the final chunk
         try:
-            chunk = opened.first
-            while True:
-                native = first_finish_reason(chunk.data.get("choices")) or native
-                stamp(chunk.data, gen_id, model, endpoint.provider)
-                if chunk.usage is not None:
-                    usage = chunk.usage
-                    self._close_event(event, opened, usage, native, started)
-                    self._executor.finish_stream(
-                        opened, None, usage=usage, finish_reason=event.finish_reason
-                    )
-                    event.attempts = opened.attempts
-                    chunk.data["usage"] = usage_body(usage, event.cost)
-                    if request.route.explain:
-                        chunk.data["route"] = self._explain(plan, opened.attempts, opened.skipped)
-                    await self._end(event, hold)
-                    finished = True
-                    yield sse(chunk.data)
-                else:
-                    yield sse(chunk.data)
-                try:
-                    chunk = await anext(opened.rest)
-                except StopAsyncIteration:
-                    break
-            if not finished:
-                # The upstream never sent usage: close the generation with what we know.
-                usage = Usage()
-                self._close_event(event, opened, usage, native, started)
-                self._executor.finish_stream(
-                    opened, None, usage=usage, finish_reason=event.finish_reason
-                )
-                event.attempts = opened.attempts
-                await self._end(event, hold)
-                finished = True
-                yield sse(
-                    {
-                        "id": gen_id,
-                        "object": "chat.completion.chunk",
-                        "model": model,
-                        "provider": endpoint.provider,
-                        "choices": [],
-                        "usage": usage_body(usage, event.cost),
-                    }
-                )
+            async for chunk in opened:
+                data = chunk.data
+                if event.upstream_id is None:
+                    event.upstream_id = upstream_id_of(data)
+                stamp(data, gen_id, model, endpoint.provider)
+                if chunk.usage is not None and not opened.carried_output:
+                    if held is not None:
+                        yield sse(held)
+                    held = data
+                    continue
+                if held is not None:
+                    yield sse(held)
+                    held = None
+                yield sse(data)
+            final = held or {"object": "chat.completion.chunk", "choices": []}
+            stamp(final, gen_id, model, endpoint.provider)
+            self._close_event(event, opened, request, generation.started, failed=False)
+            final["usage"] = usage_body(event.usage, event.cost)
+            if request.route.explain:
+                final["route"] = self._explain(plan, opened.attempts, opened.skipped)
+            await generation.record()
+            yield sse(final)
             yield SSE_DONE
         except UpstreamError as exc:
-            error = MidStreamError(exc.message, status=exc.status)
-            self._executor.finish_stream(opened, error)
+            self._close_event(event, opened, request, generation.started, failed=True)
             event.status, event.http_status = "error", 502
             event.error_message = exc.message
             event.finish_reason = event.native_finish_reason = "error"
-            event.attempts = opened.attempts
-            event.latency_s = time.monotonic() - started
-            await self._end(event, hold)
-            finished = True
+            await generation.record()
             yield error_chunk(gen_id, model, endpoint.provider, 502, exc.message)
             yield SSE_DONE
         finally:
-            if not finished:
-                # The client went away: stop the upstream and record a cancelled generation.
-                # Shielded: the server cancelled this task's scope, so any await would re-raise.
+            if not generation.recorded:
+                # The client went away: stop the upstream (its attempt ends cancelled) and
+                # charge what was relayed. Shielded: the server cancelled this task's scope.
                 with anyio.CancelScope(shield=True):
-                    await opened.rest.aclose()  # type: ignore[attr-defined]
-                    self._executor.finish_stream(opened, None, cancelled=True)
-                    event.status, event.cancelled = "cancelled", True
-                    event.attempts = opened.attempts
-                    event.latency_s = time.monotonic() - started
-                    await self._end(event, hold)
+                    await opened.aclose()
+                    self._close_event(event, opened, request, generation.started, failed=False)
+                    await generation.close()
 
     def _close_event(
         self,
         event: GenerationEvent,
         opened: OpenedStream,
-        usage: Usage,
-        native: Any,
+        request: ChatRequest,
         started: float,
+        *,
+        failed: bool,
     ) -> None:
         now = time.monotonic()
-        event.usage = usage
-        event.cost = cost_of(usage, opened.endpoint.price)
+        usage = stream_usage(opened, request.upstream_body.get("messages"))
+        event.usage, event.cost = charge(usage, opened.endpoint.price, failed=failed)
+        native = opened.native_finish_reason
         event.native_finish_reason = None if native is None else str(native)
         event.finish_reason = normalize_finish_reason(native)
         event.latency_s = now - started
@@ -327,3 +293,32 @@ class ChatService:
                 for a in attempts
             ],
         }
+
+
+class _Relay:
+    """A relay that records its generation even when it is closed before it ever ran
+    (closing a generator that never started skips its `finally`). Iterating hands out the
+    generator itself, so chunks pay nothing for this."""
+
+    __slots__ = ("_abandon", "_chunks", "_generation")
+
+    def __init__(
+        self,
+        chunks: AsyncGenerator[bytes, None],
+        generation: Generation,
+        abandon: Callable[[], Awaitable[None]],
+    ) -> None:
+        self._chunks = chunks
+        self._generation = generation
+        self._abandon = abandon
+
+    def __aiter__(self) -> AsyncGenerator[bytes, None]:
+        return self._chunks
+
+    async def __anext__(self) -> bytes:
+        return await anext(self._chunks)
+
+    async def aclose(self) -> None:
+        await self._chunks.aclose()
+        if not self._generation.relaying and not self._generation.recorded:
+            await self._abandon()

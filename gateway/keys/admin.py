@@ -17,6 +17,7 @@ from gateway.errors import BadRequest, NotFound
 from gateway.keys.guard import require_admin
 from gateway.keys.record import ApiKey
 from gateway.keys.schemas import KeyPatch, KeySpec
+from gateway.keys.sharing import refuse_unshared_limit
 from gateway.keys.views import admin_key, created
 from gateway.resources import Resources
 
@@ -51,6 +52,7 @@ class KeysAdminController(Controller):
         self, request: Request[Any, Any, Any], resources: NamedDependency[Resources]
     ) -> Response[bytes]:
         spec = _decode(await request.body(), KeySpec)
+        refuse_unshared_limit(resources.settings, spec)
         keys = resources.keys
         key, minted = await keys.store.create(spec)
         await keys.changed(key)
@@ -79,6 +81,7 @@ class KeysAdminController(Controller):
         resources: NamedDependency[Resources],
     ) -> Response[bytes]:
         changes = _decode(await request.body(), KeyPatch)
+        refuse_unshared_limit(resources.settings, changes)
         keys = resources.keys
         try:
             key = await keys.store.update(key_id, changes)

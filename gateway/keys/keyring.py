@@ -9,6 +9,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -18,6 +19,7 @@ from gateway.keys.cache import KeyCache
 from gateway.keys.hashing import bearer_token, hash_secret, same_secret
 from gateway.keys.limiter import Limiter
 from gateway.keys.memory_limiter import InProcessLimiter
+from gateway.keys.rebuild import spend_from_ledger
 from gateway.keys.record import ANONYMOUS, ApiKey
 from gateway.keys.redis_limiter import RedisLimiter
 from gateway.keys.refresh import KeyRefresher, announce
@@ -124,6 +126,10 @@ async def open_keyring(
         channel=channel,
     )
     await refresher.refresh()
+    if isinstance(limiter, InProcessLimiter):
+        # No shared counters: start from what the ledger says each key has spent.
+        now = datetime.now(UTC)
+        limiter.seed(await spend_from_ledger(engine, now), now)
     async with AsyncExitStack() as stack:
         tasks = [asyncio.create_task(refresher.run(), name="keys-refresh")]
         if redis is not None:

@@ -13,7 +13,7 @@ from typing import Protocol
 
 from gateway.errors import GatewayError, PaymentRequired, RateLimited
 from gateway.keys.periods import next_reset
-from gateway.keys.pico import from_pico
+from gateway.keys.pico import from_pico, to_pico
 from gateway.keys.record import ApiKey
 from gateway.resp import Batch
 
@@ -37,6 +37,23 @@ class Hold:
     amount: int  # pico-USD reserved against the key's limit
     headers: dict[str, str] = field(default_factory=dict)  # X-RateLimit-* for the response
     settled: bool = False
+    settle_failed: bool = False  # the settlement never reached the limit store
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """A settlement to send again (spooled while Redis was away), as plain values."""
+
+    key_id: str
+    hold_id: str
+    cost_pico: int
+    tokens: int
+    tokens_per_minute: int  # the key's, 0 for none
+
+    @classmethod
+    def of(cls, hold: Hold, cost: Decimal, tokens: int) -> Settlement:
+        tpm = hold.key.rate_limit.tokens_per_minute or 0
+        return cls(hold.key.id, hold.id, to_pico(cost), max(tokens, 0), tpm)
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,6 +38,12 @@ class InProcessLimiter:
         self._holds: dict[str, dict[str, tuple[int, int]]] = {}  # id -> hold -> amount, expiry
         self._counters: tuple[str, ...] = ()
 
+    def seed(self, spend: dict[tuple[str, str], int], now: datetime) -> None:
+        """Start from spend already settled (`gateway.keys.rebuild`), counted for `now`'s
+        periods."""
+        self._counters = periods_at(now).counters()
+        self._spend.update({k: v for k, v in spend.items() if k[1] in self._counters})
+
     def _now_us(self) -> int:
         return int(self._clock() * 1_000_000)
 

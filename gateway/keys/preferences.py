@@ -26,11 +26,34 @@ def preferences_json(preferences: ProviderPreferences) -> dict[str, Any]:
 def _narrowest(
     asked: tuple[str, ...] | None, allowed: tuple[str, ...] | None
 ) -> tuple[str, ...] | None:
+    """The asked names the key allows (matched as filters match: case-insensitively)."""
     if allowed is None:
         return asked
     if asked is None:
         return allowed
-    return tuple(name for name in asked if name in allowed)
+    names = {name.lower() for name in allowed}
+    return tuple(name for name in asked if name.lower() in names)
+
+
+def _refuse_empty(
+    field: str, merged: tuple[str, ...] | None, allowed: tuple[str, ...] | None
+) -> None:
+    """An empty intersection is no endpoint at all, never "no filter"."""
+    if merged is not None and not merged and allowed:
+        raise BadRequest(
+            f"provider.{field} names nothing this key may use",
+            metadata={"field": f"provider.{field}", "allowed": list(allowed)},
+        )
+
+
+def _order(asked: ProviderPreferences, key: ProviderPreferences) -> tuple[str, ...] | None:
+    """The request's order; within the key's when the key allows nothing else (order with
+    allow_fallbacks false), so a request can't name a provider outside it."""
+    if not key.order or key.allow_fallbacks:
+        return asked.order if asked.order is not None else key.order
+    order = _narrowest(asked.order or None, key.order)
+    _refuse_empty("order", order, key.order)
+    return order
 
 
 def _lowest(asked: float | None, allowed: float | None) -> float | None:
@@ -53,18 +76,16 @@ def _max_price(asked: MaxPrice | None, allowed: MaxPrice | None) -> MaxPrice | N
 def merge_preferences(asked: ProviderPreferences, key: ProviderPreferences) -> ProviderPreferences:
     """The request's preferences within the key's: restrictions add up, defaults fill gaps."""
     only = _narrowest(asked.only, key.only)
-    if only == () and key.only:
-        raise BadRequest(
-            "provider.only names no provider this key may use",
-            metadata={"field": "provider.only", "allowed": list(key.only)},
-        )
+    _refuse_empty("only", only, key.only)
+    quantizations = _narrowest(asked.quantizations or None, key.quantizations or None)
+    _refuse_empty("quantizations", quantizations, key.quantizations)
     ignore = tuple(dict.fromkeys((*(key.ignore or ()), *(asked.ignore or ())))) or None
     return msgspec.structs.replace(
         asked,
         only=only,
         ignore=ignore,
-        quantizations=_narrowest(asked.quantizations, key.quantizations),
-        order=asked.order if asked.order is not None else key.order,
+        quantizations=quantizations,
+        order=_order(asked, key),
         allow_fallbacks=asked.allow_fallbacks and key.allow_fallbacks,
         require_parameters=asked.require_parameters or key.require_parameters,
         data_collection="deny" if key.data_collection == "deny" else asked.data_collection,

@@ -19,6 +19,7 @@ from gateway.keys.limiter import (
     Hold,
     KeyUsage,
     LimiterUnavailable,
+    Settlement,
     rate_headers,
     rate_limited,
     spend_refused,
@@ -29,6 +30,7 @@ from gateway.keys.record import ApiKey, LimitReset
 from gateway.resp import Batch, RespClient, RespError
 
 log = logging.getLogger("gateway.keys.limiter")
+RESETTLED_KEEP_S = 7 * 86_400  # how long a replayed settlement's marker is kept
 
 # Settle ids are remembered at least this long (a batch is re-sent within a second or two); the
 # per-key set is trimmed every ~16 settles, so it holds about a minute of that key's requests.
@@ -239,6 +241,18 @@ class RedisLimiter:
         self.settle_into(batch, hold, cost, tokens)
         await batch.send()
 
+    async def resettle(self, generation_id: str, settlement: Settlement) -> None:
+        """A settlement that failed with its end-of-request batch, sent once more on replay.
+        At most once per generation (a marker set first), so replaying twice never charges
+        twice; raises `RespError` while Redis is away."""
+        marker = f"{self._prefix}resettled:{generation_id}"
+        if await self._client.execute("SET", marker, "1", "NX", "EX", RESETTLED_KEEP_S) is None:
+            return
+        keys = _settle_keys(self._prefix, settlement.key_id, periods_at(datetime.now(UTC)))
+        s = settlement
+        args: list[str | int] = [s.hold_id, s.cost_pico, s.tokens, s.tokens_per_minute]
+        await self._settle(keys, [*args, *self._keep_ms])
+
     async def usage(self, key: ApiKey) -> KeyUsage:
         base = _base(self._prefix, key.id)
         _, day, week, month = periods_at(datetime.now(UTC)).counters()
@@ -253,6 +267,7 @@ class RedisLimiter:
 
 def _settled(hold: Hold, reply: Any) -> None:
     if isinstance(reply, RespError):
+        hold.settle_failed = True  # the ledger spool, if the event went there, sends it again
         # The answer is already out and the ledger has the cost; the hold expires by itself.
         log.warning(
             "settling a key's spend failed",

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import UTC, datetime
 
 from redis.asyncio import Redis
@@ -21,6 +21,7 @@ from gateway.ledger.metrics import LedgerStatus
 from gateway.ledger.migrate import upgrade_engine
 from gateway.ledger.queue import InProcessLedger
 from gateway.ledger.source import LedgerSource
+from gateway.ledger.spool import Spool, open_spool
 from gateway.ledger.store import LedgerStore
 from gateway.ledger.stream import RedisStreamLedger
 from gateway.ledger.upkeep import Upkeep, upkeep_for
@@ -44,12 +45,14 @@ class Ledger:
         writer: LedgerWriter,
         writer_here: bool = True,
         dead_letters: DeadLetters | None = None,
+        spool: Spool | None = None,
     ) -> None:
         self._queue = queue
         self.writer = writer
         self.writer_here = writer_here  # False: the writer runs in another process
         self.dead_letters = dead_letters
         self.upkeep_task: asyncio.Task[None] | None = None
+        self.spool = spool  # with the Redis stream: where refused events wait
 
     @property
     def source(self) -> LedgerSource:
@@ -85,6 +88,7 @@ class Ledger:
             counters=self.writer.counters,
             writer_here=self.writer_here,
             dead_letters=dead,
+            spool_depth=None if self.spool is None else self.spool.depth,
         )
 
 
@@ -146,7 +150,12 @@ async def open_ledger(
     ledger = Ledger(queue, writer, writer_here, dead_letters)
     ledger.upkeep_task = upkeep_task
     try:
-        yield ledger
+        async with AsyncExitStack() as stack:
+            if isinstance(queue, RedisStreamLedger):
+                ledger.spool = await stack.enter_async_context(
+                    open_spool(config.spool_dir, config.spool_max_bytes, queue)
+                )
+            yield ledger
     finally:
         await stop_task(upkeep_task)
         await writer.stop()

@@ -34,6 +34,7 @@ class LedgerStatus:
     counters: WriterCounters = field(default_factory=WriterCounters)
     writer_here: bool = True  # False: another process (`gateway ledger-writer`) writes
     dead_letters: int | None = None  # events kept in `ledger_dead_letters`; None: unknown
+    spool_depth: int | None = None  # events this process spooled, not yet replayed (Redis only)
 
     def as_dict(self) -> dict[str, Any]:
         counters = asdict(self.counters)
@@ -47,6 +48,7 @@ class LedgerStatus:
             "queue_depth": self.queue_depth,
             "lag_seconds": self.lag_seconds,
             "dead_letters": self.dead_letters,
+            "spool_depth": self.spool_depth,
             **counters,
         }
 
@@ -55,6 +57,7 @@ class LedgerStatus:
         metrics: list[tuple[str, str, str, float | None]] = [
             ("queue_depth", "gauge", "events waiting or in flight", self.queue_depth),
             ("lag_seconds", "gauge", "age of the oldest unwritten event", self.lag_seconds),
+            ("spool_depth", "gauge", "events spooled locally, not yet replayed", self.spool_depth),
             ("written_total", "counter", "generations inserted", c.written_total),
             ("replayed_total", "counter", "events found already stored", c.replayed_total),
             ("batches_total", "counter", "batches committed", c.batches_total),

@@ -10,7 +10,7 @@ import tomllib
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -77,6 +77,12 @@ class Profile(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=T
     cache_min_tokens: Count = 1024  # shorter prompts are never cached
     cache_block_tokens: Positive = 128  # cached tokens are reported in multiples of this
     llamacpp_timings: bool = False  # add llama.cpp's `timings` object to responses
+    # Streamed usage: "final" (one usage chunk, as with `include_usage`), "none" (no usage at
+    # all), "continuous" (also a running total on every chunk, as vLLM's continuous_usage_stats)
+    stream_usage: Literal["final", "none", "continuous"] = "final"
+    # Which cap wins when a request carries both aliases (llama.cpp and some vLLM builds read
+    # `max_tokens`; OpenAI reads `max_completion_tokens`).
+    cap_alias: Literal["max_completion_tokens", "max_tokens"] = "max_completion_tokens"
 
 
 def profile_to_dict(profile: Profile, *, redact: bool = False) -> dict[str, Any]:

@@ -105,7 +105,7 @@ class SimulatedProvider:
             min_tokens=profile.cache_min_tokens,
             block_tokens=profile.cache_block_tokens,
         )
-        budget = chat.token_budget()
+        budget = chat.token_budget(profile.cap_alias)
         planned = plan(
             profile, drawn, prompt_tokens=prompt_tokens, cached_tokens=cached, budget=budget
         )
@@ -259,13 +259,18 @@ class SimulatedProvider:
             ("reasoning", planned.reasoning_tokens, planned.reasoning),
             ("content", planned.content_tokens, planned.content),
         )
+        continuous = self.profile.stream_usage == "continuous"
         for field, count, text in segments:
             for index, delta in enumerate(deltas(text, per_chunk)):
                 tokens += min(per_chunk, count - index * per_chunk)
-                events.append((ttft + tokens * interval, rendering.chunk({field: delta})))
+                running = rendering.running_usage(tokens) if continuous else None
+                events.append(
+                    (ttft + tokens * interval, rendering.chunk({field: delta}, None, running))
+                )
         done = ttft + planned.completion_tokens * interval
         events.append((done, rendering.chunk({}, planned.finish_reason)))
-        events.append((done, rendering.usage_chunk()))
+        if self.profile.stream_usage != "none":
+            events.append((done, rendering.usage_chunk()))
         events.append((done, wire.DONE_EVENT))
         if planned.outcome == "stream_cut":
             return events[: self.profile.stream_cut_after]

@@ -36,8 +36,10 @@ class ChatRequest(msgspec.Struct):
     max_tokens: Annotated[int, msgspec.Meta(ge=1)] | None = None
     max_completion_tokens: Annotated[int, msgspec.Meta(ge=1)] | None = None
 
-    def token_budget(self) -> int | None:
-        """Completion tokens allowed (reasoning included), as OpenAI counts them."""
+    def token_budget(self, alias: str = "max_completion_tokens") -> int | None:
+        """Completion tokens allowed (reasoning included); `alias` wins when both are given."""
+        if alias == "max_tokens":
+            return self.max_tokens or self.max_completion_tokens
         return self.max_completion_tokens or self.max_tokens
 
     def prompt_text(self) -> str:
@@ -153,14 +155,29 @@ class Rendering:
             body["timings"] = timings(plan)
         return _encode(body)
 
-    def chunk(self, delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
-        """One SSE event carrying a delta."""
+    def chunk(
+        self,
+        delta: dict[str, Any],
+        finish_reason: str | None = None,
+        running: dict[str, Any] | None = None,
+    ) -> bytes:
+        """One SSE event carrying a delta (and a running `usage`, when given)."""
         if not self._chunk_head:  # every chunk starts alike: encode that part once
             head = {"id": self._id, "object": "chat.completion.chunk", "created": self._created}
             self._chunk_head = self._event(head)[: -len(b"}\n\n")]
             self._chunk_head += b',"model":' + _encode(self._model)
         choices = [{"index": 0, "delta": delta, "finish_reason": finish_reason}]
-        return self._chunk_head + b',"choices":' + _encode(choices) + b"}\n\n"
+        tail = b"" if running is None else b',"usage":' + _encode(running)
+        return self._chunk_head + b',"choices":' + _encode(choices) + tail + b"}\n\n"
+
+    def running_usage(self, completion_tokens: int) -> dict[str, Any]:
+        """The usage so far, as vLLM's `continuous_usage_stats` puts on every chunk."""
+        prompt = self._plan.prompt_tokens
+        return {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt + completion_tokens,
+        }
 
     def usage_chunk(self) -> bytes:
         """The last data event: empty `choices` and the usage, as with `include_usage`."""

@@ -178,9 +178,10 @@ async def test_tokens_per_minute_are_counted_from_real_usage(client: httpx.Async
 async def test_a_stream_the_client_drops_releases_its_hold(
     client: httpx.AsyncClient, gateway: RunningGateway
 ):
-    # "slow" costs $0.2/M completion tokens: the stream holds ~8.5e-6 of 1e-5, the probe wants
-    # ~6.5e-6, which fits only while nothing is held.
-    key_id, secret = await create_key(client, name="drop", limit="0.00001")
+    # "slow" costs $0.02/M prompt and $0.2/M completion tokens. The prompt's bound is its bytes
+    # plus the template's 128: the stream holds ~1.3e-5 of 2e-5, the probe wants ~1.1e-5,
+    # which fits only while nothing is held.
+    key_id, secret = await create_key(client, name="drop", limit="0.00002")
     probe = only("slow", max_tokens=30)
     async with client.stream(
         "POST",
@@ -209,7 +210,7 @@ async def test_a_stream_the_client_drops_releases_its_hold(
 async def test_a_failed_generation_releases_its_hold_and_costs_nothing(
     client: httpx.AsyncClient, gateway: RunningGateway
 ):
-    key_id, secret = await create_key(client, name="fail", limit="0.00001")
+    key_id, secret = await create_key(client, name="fail", limit="0.0001")
     failed = await client.post(
         "/v1/chat/completions", json=only("down", max_tokens=10), headers=bearer(secret)
     )

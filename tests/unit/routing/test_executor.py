@@ -316,7 +316,7 @@ async def test_busy_llamacpp_spills_over() -> None:
     assert held.endpoint.provider == "local"
     served = await executor.complete(plan, {})
     assert served.endpoint.provider == "b"
-    executor.finish_stream(held, None)
+    await held.aclose()  # the stream's end frees the slot: no separate "finish" call
     assert (await executor.complete(plan, {})).endpoint.provider == "local"
 
 
@@ -329,8 +329,8 @@ async def test_stream_falls_back_before_the_first_chunk() -> None:
     opened = await executor.open_stream(planner.plan(req()), {})
     assert opened.endpoint.provider == "b"
     assert [a.provider for a in opened.attempts] == ["a", "a"]
-    chunks = [c async for c in opened.rest]
-    executor.finish_stream(opened, None, usage=chunks[-1].usage)
+    chunks = [c async for c in opened]
+    assert chunks[-1].usage is not None and opened.usage == chunks[-1].usage
     assert opened.attempts[-1].outcome == "ok" and opened.attempts[-1].streamed
 
 
@@ -339,9 +339,10 @@ async def test_stream_cut_after_the_first_chunk_is_not_retried() -> None:
     planner, executor, _ = setup(cheapest_first("a", "b"), script)
     opened = await executor.open_stream(planner.plan(req()), {})
     with pytest.raises(UpstreamReset):
-        async for _ in opened.rest:
+        async for _ in opened:
             pass
     assert script.calls == ["a"]
+    assert [a.outcome for a in opened.attempts] == ["reset"]
 
 
 async def test_successful_answers_are_remembered_for_cache_affinity() -> None:
@@ -446,4 +447,61 @@ async def test_a_stream_without_a_first_token_in_time_is_not_sent_again_to_it() 
     assert opened.endpoint.provider == "b"
     assert [c.endpoint.provider for c in provider.calls] == ["a", "b"]  # "a" once
     assert opened.attempts[0].outcome == "timeout"
-    await opened.rest.aclose()  # type: ignore[attr-defined]
+    await opened.aclose()
+
+
+# -- the opened stream owns its attempt's ending --------------------------------------------
+
+
+async def test_a_stream_read_to_the_end_records_its_attempt_once() -> None:
+    planner, executor, _ = setup(cheapest_first("a"), Script())
+    opened = await executor.open_stream(planner.plan(req()), {})
+    chunks = [c async for c in opened]
+    assert len(chunks) == 3 and opened.ended == "ok"
+    await opened.aclose()  # after the end: nothing more is recorded
+    assert [a.outcome for a in opened.attempts] == ["ok"]
+    assert opened.attempts[0].completion_tokens == 5
+    assert opened.completion_text == "h"
+
+
+async def test_a_stream_closed_early_records_a_cancelled_attempt_once() -> None:
+    planner, executor, _ = setup(cheapest_first("a"), Script())
+    opened = await executor.open_stream(planner.plan(req()), {})
+    first = await anext(opened)
+    assert first.data["choices"][0]["delta"]["content"] == "h"
+    await opened.aclose()
+    await opened.aclose()
+    assert [a.outcome for a in opened.attempts] == ["cancelled"]
+    with pytest.raises(StopAsyncIteration):
+        await anext(opened)
+
+
+async def test_a_stream_failing_mid_way_records_the_error_once() -> None:
+    planner, executor, _ = setup(cheapest_first("a"), Script(a=["cut"]))
+    opened = await executor.open_stream(planner.plan(req()), {})
+    await anext(opened)
+    with pytest.raises(UpstreamReset):
+        await anext(opened)
+    await opened.aclose()
+    assert [a.outcome for a in opened.attempts] == ["reset"]
+    assert opened.ended == "error" and isinstance(opened.error, UpstreamReset)
+
+
+async def test_attempts_go_into_the_callers_list_as_they_end() -> None:
+    planner, executor, _ = setup(cheapest_first("a", "b"), Script(a=[err500(), err500()]))
+    attempts: list = []
+    served = await executor.complete(planner.plan(req()), {}, attempts)
+    assert served.attempts is attempts
+    assert [a.provider for a in attempts] == ["a", "a", "b"]
+
+
+async def test_exactly_one_completion_cap_reaches_the_upstream() -> None:
+    cat = catalog(endpoint("a", max_completion_tokens=300))
+    script = Script()
+    provider = ScriptedProvider(script)
+    executor = Executor({"openai": provider}, cat.secret_for, Timeouts(1, 1, 1))
+    planner = Planner(cat, policy=RoutingPolicy(explore_share=0), rng=random.Random(0))
+    for asked, sent in ((None, 300), (50, 50)):
+        route = RouteRequest(MODEL, "floor", max_tokens=asked, prompt_tokens=10)
+        await executor.complete(planner.plan(route), {"max_completion_tokens": 9000})
+        assert provider.calls[-1].body["max_tokens"] == sent
