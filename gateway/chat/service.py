@@ -10,7 +10,7 @@ import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import anyio
@@ -90,11 +90,18 @@ class ChatService:
         await self._recorder.end(event, hold)
 
     def _event(
-        self, gen_id: str, request: ChatRequest, plan: Plan, caller: Caller, streamed: bool
+        self,
+        gen_id: str,
+        request: ChatRequest,
+        plan: Plan,
+        caller: Caller,
+        streamed: bool,
+        created_at: datetime,
     ) -> GenerationEvent:
+        # Created when the key admitted it: the reports' period and the key's counters agree.
         return GenerationEvent(
             id=gen_id,
-            created_at=datetime.now(UTC),
+            created_at=created_at,
             requested_model=request.requested_model,
             model=request.route.model,
             mode=plan.mode,
@@ -123,7 +130,7 @@ class ChatService:
             self._spool.check_accepting()
         plan = self._planner.plan(request.route)
         hold = await self._admit(caller, plan)
-        event = self._event(request.generation_id, request, plan, caller, streamed)
+        event = self._event(request.generation_id, request, plan, caller, streamed, hold.at)
         return self._recorder.open(event, hold, plan, request.upstream_body.get("messages"))
 
     async def _fail(self, generation: Generation, failed: GenerationFailed) -> None:

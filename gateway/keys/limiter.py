@@ -38,6 +38,9 @@ class Hold:
     headers: dict[str, str] = field(default_factory=dict)  # X-RateLimit-* for the response
     settled: bool = False
     settle_failed: bool = False  # the settlement never reached the limit store
+    # When it was admitted: the generation's created_at, and the periods (day, week, month)
+    # its cost counts in when settled, as the billing reports count it (not the settle time).
+    at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,11 +52,12 @@ class Settlement:
     cost_pico: int
     tokens: int
     tokens_per_minute: int  # the key's, 0 for none
+    at: datetime | None = None  # the hold's admit time (None in spools older than it: now)
 
     @classmethod
     def of(cls, hold: Hold, cost: Decimal, tokens: int) -> Settlement:
         tpm = hold.key.rate_limit.tokens_per_minute or 0
-        return cls(hold.key.id, hold.id, to_pico(cost), max(tokens, 0), tpm)
+        return cls(hold.key.id, hold.id, to_pico(cost), max(tokens, 0), tpm, hold.at)
 
 
 @dataclass(frozen=True, slots=True)

@@ -68,10 +68,10 @@ class InProcessLimiter:
             tokens = check_tokens(self._token_tat.get(key.id), now_us, tpm)
             if tokens.retry_after_us > 0:
                 raise rate_limited("tokens", tpm, tokens.retry_after_us, now_us)
-        hold = Hold(key, "", 0, headers)
+        hold = Hold(key, "", 0, headers, at=datetime.fromtimestamp(now_us / 1e6, UTC))
         if key.limit is not None:
             amount = to_pico(worst_case)
-            counter = periods_at(datetime.fromtimestamp(now_us / 1e6, UTC)).of(key.limit_reset)
+            counter = periods_at(hold.at).of(key.limit_reset)
             used = self._spend.get((key.id, counter), 0)
             held = self._held(key.id, now_us)
             if used + held + amount > to_pico(key.limit):
@@ -98,11 +98,12 @@ class InProcessLimiter:
         now_us = self._now_us()
         pico = to_pico(cost)
         if pico:
-            counters = periods_at(datetime.fromtimestamp(now_us / 1e6, UTC)).counters()
-            if counters != self._counters:  # a new day: forget the counters of past periods
-                self._counters = counters
-                self._spend = {k: v for k, v in self._spend.items() if k[1] in counters}
-            for counter in counters:
+            current = periods_at(datetime.fromtimestamp(now_us / 1e6, UTC)).counters()
+            if current != self._counters:  # a new day: forget the counters of past periods
+                self._counters = current
+                self._spend = {k: v for k, v in self._spend.items() if k[1] in current}
+            # Counted in the periods of the admit time, as the reports count the generation.
+            for counter in periods_at(hold.at).counters():
                 self._spend[(key.id, counter)] = self._spend.get((key.id, counter), 0) + pico
         tpm = key.rate_limit.tokens_per_minute
         if tpm is not None and tokens > 0:

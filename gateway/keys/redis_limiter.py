@@ -194,7 +194,8 @@ class RedisLimiter:
     async def admit(self, key: ApiKey, worst_case: Decimal) -> Hold:
         rate = key.rate_limit
         rpm, tpm = rate.requests_per_minute or 0, rate.tokens_per_minute or 0
-        keys = _admit_keys(self._prefix, key.id, periods_at(datetime.now(UTC)), key.limit_reset)
+        at = datetime.now(UTC)
+        keys = _admit_keys(self._prefix, key.id, periods_at(at), key.limit_reset)
         if key.limit is None:
             amount, hold_id, limit = 0, "", ""
         else:
@@ -217,7 +218,7 @@ class RedisLimiter:
             if status == "spend":
                 raise spend_refused(key, int(first), int(second), amount)
         headers = rate_headers(rpm, int(first), int(second) // 1000) if rpm else {}
-        return Hold(key, hold_id, amount, headers)
+        return Hold(key, hold_id, amount, headers, at=at)
 
     def settle_into(self, batch: Batch, hold: Hold, cost: Decimal, tokens: int) -> None:
         if hold.settled:
@@ -230,7 +231,7 @@ class RedisLimiter:
         self, hold: Hold, cost: Decimal, tokens: int
     ) -> tuple[tuple[str, ...], list[Any]]:
         key = hold.key
-        keys = _settle_keys(self._prefix, key.id, periods_at(datetime.now(UTC)))
+        keys = _settle_keys(self._prefix, key.id, periods_at(hold.at))
         tpm = key.rate_limit.tokens_per_minute or 0
         settle_id = hold.id or os.urandom(8).hex()  # fixed in the command: a resend dedupes
         args = [hold.id, to_pico(cost), max(tokens, 0), tpm, *self._keep_ms, settle_id]
@@ -248,7 +249,8 @@ class RedisLimiter:
         marker = f"{self._prefix}resettled:{generation_id}"
         if await self._client.execute("SET", marker, "1", "NX", "EX", RESETTLED_KEEP_S) is None:
             return
-        keys = _settle_keys(self._prefix, settlement.key_id, periods_at(datetime.now(UTC)))
+        at = settlement.at or datetime.now(UTC)
+        keys = _settle_keys(self._prefix, settlement.key_id, periods_at(at))
         s = settlement
         args: list[str | int] = [s.hold_id, s.cost_pico, s.tokens, s.tokens_per_minute]
         await self._settle(keys, [*args, *self._keep_ms])

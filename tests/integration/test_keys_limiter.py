@@ -145,3 +145,19 @@ async def test_tokens_per_minute_refuse_once_the_bucket_is_overdrawn(
     assert "tokens" in refused.value.message
     other = key("key-other", tpm=100)
     await limiter.admit(other, Decimal(0))  # limits are per key
+
+
+async def test_a_settlement_counts_in_the_periods_its_hold_was_admitted_in(
+    resp: RespClient, redis_prefix: str
+):
+    limiter = RedisLimiter(resp, redis_prefix)
+    capped = key(key_id="key-midnight", limit="1", reset="daily")
+    hold = await limiter.admit(capped, Decimal("0.5"))
+    hold.at = datetime(2026, 11, 30, 23, 59, 59, tzinfo=UTC)  # as if admitted before midnight
+    await limiter.settle(hold, Decimal("0.25"), tokens=3)
+    usage = await limiter.usage(capped)  # today's counters: nothing of that day's cost
+    assert usage.total == to_pico(Decimal("0.25")) and usage.daily == usage.monthly == 0
+    day = await resp.execute("GET", f"{redis_prefix}key:{{key-midnight}}:spend:d:2026-11-30")
+    month = await resp.execute("GET", f"{redis_prefix}key:{{key-midnight}}:spend:m:2026-11")
+    assert int(day) == int(month) == to_pico(Decimal("0.25"))
+    assert usage.held == 0

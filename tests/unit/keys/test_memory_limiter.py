@@ -102,3 +102,21 @@ async def test_rate_limits_match_the_redis_limiter():
     with pytest.raises(RateLimited) as refused:
         await limiter.admit(tokens, Decimal(0))
     assert refused.value.headers["Retry-After"] == "30"
+
+
+async def test_a_request_across_midnight_counts_in_the_day_it_was_admitted():
+    # The billing reports put a generation in the period of its creation (= admit) time; the
+    # key's counters must agree, or a request running across midnight counts twice per period.
+    clock = Clock()
+    clock.now = datetime(2026, 11, 30, 23, 59, 59, tzinfo=UTC).timestamp()  # end of a month
+    limiter = InProcessLimiter(clock=clock)
+    capped = key(limit="1", reset="daily")
+    hold = await limiter.admit(capped, Decimal("0.5"))
+    assert hold.at == datetime(2026, 11, 30, 23, 59, 59, tzinfo=UTC)
+    clock.now += 2  # settled on the first of the next month
+    await limiter.settle(hold, Decimal("0.25"), tokens=3)
+    today = await limiter.usage(capped)
+    assert (today.daily, today.monthly, today.total) == (0, 0, to_pico(Decimal("0.25")))
+    clock.now -= 2  # as read on the day it was admitted
+    yesterday = await limiter.usage(capped)
+    assert yesterday.daily == yesterday.monthly == to_pico(Decimal("0.25"))
