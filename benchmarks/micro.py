@@ -178,7 +178,7 @@ def pure_micros(rounds: int, repeats: int) -> list[Micro]:
     now = datetime.now(UTC)
 
     def build_event() -> GenerationEvent:
-        event = service._event("gen-micro", chat_request, plan, caller, streamed=False)
+        event = service._event("gen-micro", chat_request, plan, caller, False, now)
         event.provider, event.endpoint_id = endpoint.provider, endpoint.id
         event.usage, event.cost = usage, cost_of(usage, endpoint.price)
         event.attempts = [Attempt(endpoint.id, endpoint.provider, now, 0.0004, None)]
