@@ -240,7 +240,7 @@ class OpenAICompatibleProvider:
     def translate(self, call: UpstreamCall) -> dict[str, Any]:
         """The body sent upstream, without fields that would lift its output cap and with
         OpenRouter's `reasoning` in the host's terms; adapters for dialects override this."""
-        return translate_reasoning(without_output_raisers(call.body))
+        return translate_reasoning(without_output_raisers(call.body), call.requested_max_tokens)
 
     def map_reasoning(self, call: UpstreamCall, payload: dict[str, Any], key: str) -> int:
         """The host's reasoning output as OpenRouter's `reasoning` in each choice's `key`
