@@ -184,3 +184,64 @@ async def test_a_client_that_gives_up_before_the_first_token_pays_the_prompt(
     assert row.status == "cancelled"
     assert row.prompt_tokens > 0 and row.cost > 0
     await assert_settled_with(gateway, key_id, row.cost)
+
+
+@pytest.fixture
+async def keepalive_gateway(
+    fleet: Fleet,
+    engine: AsyncEngine,
+    pg_database: str,
+    redis_url: str,
+    redis_prefix: str,
+    tmp_path: Path,
+) -> AsyncIterator[RunningGateway]:
+    """The same gateway with a short keepalive: a slow first token commits the 200 early."""
+    catalog = write_catalog(
+        tmp_path / "catalog.toml", {name: fleet.url_for(name) for name in PROVIDERS}
+    )
+    settings = key_settings(catalog, pg_database, redis_url=redis_url, redis_prefix=redis_prefix)
+    settings.server.stream_keepalive_s = 0.2
+    async with redis_client(redis_url, redis_prefix), run_gateway(settings) as running:
+        yield running
+
+
+async def ledger_rows(engine: AsyncEngine, key_id: str) -> list[Any]:
+    async with engine.connect() as conn:
+        query = select(generations).where(generations.c.api_key_id == key_id)
+        return list((await conn.execute(query)).all())
+
+
+async def test_a_client_that_leaves_after_the_keepalive_comment_is_recorded_once(
+    keepalive_gateway: RunningGateway, engine: AsyncEngine
+) -> None:
+    gateway = keepalive_gateway
+    async with httpx.AsyncClient(base_url=gateway.url, timeout=30) as client:
+        key_id, secret = await create_key(client, name="left-early", limit="1")
+        async with client.stream(
+            "POST", "/v1/chat/completions", json=streamed("late"), headers=bearer(secret)
+        ) as answer:
+            assert answer.status_code == 200
+            async for line in answer.aiter_lines():
+                assert line == ": processing"
+                break  # the 200 is committed, no token yet: leave
+    row = await generation_of(engine, key_id)
+    assert row.status == "cancelled" and row.cancelled
+    assert row.prompt_tokens > 0 and row.cost > 0
+    await assert_settled_with(gateway, key_id, row.cost)
+    assert len(await ledger_rows(engine, key_id)) == 1
+
+
+async def test_a_stream_that_fails_after_the_keepalive_comment_is_recorded_once(
+    keepalive_gateway: RunningGateway, engine: AsyncEngine, fleet: Fleet
+) -> None:
+    gateway = keepalive_gateway
+    async with httpx.AsyncClient(base_url=gateway.url, timeout=30) as client:
+        key_id, secret = await create_key(client, name="cut-late", limit="1")
+        body = streamed("late")
+        answer = await client.post("/v1/chat/completions", json=body, headers=bearer(secret))
+    assert answer.status_code == 200 and answer.text.startswith(": processing")
+    assert answer.text.endswith("data: [DONE]\n\n")
+    row = await generation_of(engine, key_id)
+    assert row.status == "ok"
+    await assert_settled_with(gateway, key_id, row.cost)
+    assert len(await ledger_rows(engine, key_id)) == 1
