@@ -36,6 +36,12 @@ PROVIDERS = {
     "silent": Profile(completion_tokens=50, stream_usage="none"),
     "vllm": Profile(completion_tokens=50, stream_usage="continuous"),
     "late": Profile(completion_tokens=50, tokens_per_s=100, ttft_ms=1500),
+    "late-cut": Profile(
+        completion_tokens=50,
+        ttft_ms=800,
+        failures=Failures(stream_cut=1.0),
+        stream_cut_after=11,
+    ),
 }
 
 
@@ -231,17 +237,34 @@ async def test_a_client_that_leaves_after_the_keepalive_comment_is_recorded_once
     assert len(await ledger_rows(engine, key_id)) == 1
 
 
-async def test_a_stream_that_fails_after_the_keepalive_comment_is_recorded_once(
-    keepalive_gateway: RunningGateway, engine: AsyncEngine, fleet: Fleet
+async def test_a_stream_committed_by_the_keepalive_is_recorded_once(
+    keepalive_gateway: RunningGateway, engine: AsyncEngine
 ) -> None:
     gateway = keepalive_gateway
     async with httpx.AsyncClient(base_url=gateway.url, timeout=30) as client:
-        key_id, secret = await create_key(client, name="cut-late", limit="1")
+        key_id, secret = await create_key(client, name="late-ok", limit="1")
         body = streamed("late")
         answer = await client.post("/v1/chat/completions", json=body, headers=bearer(secret))
     assert answer.status_code == 200 and answer.text.startswith(": processing")
     assert answer.text.endswith("data: [DONE]\n\n")
     row = await generation_of(engine, key_id)
-    assert row.status == "ok"
+    assert row.status == "ok" and row.cost > 0
+    await assert_settled_with(gateway, key_id, row.cost)
+    assert len(await ledger_rows(engine, key_id)) == 1
+
+
+async def test_a_stream_cut_after_the_keepalive_comment_is_recorded_once(
+    keepalive_gateway: RunningGateway, engine: AsyncEngine
+) -> None:
+    gateway = keepalive_gateway
+    async with httpx.AsyncClient(base_url=gateway.url, timeout=30) as client:
+        key_id, secret = await create_key(client, name="late-cut", limit="1")
+        body = streamed("late-cut")
+        answer = await client.post("/v1/chat/completions", json=body, headers=bearer(secret))
+    assert answer.status_code == 200 and answer.text.startswith(": processing")
+    assert '"finish_reason":"error"' in answer.text
+    assert answer.text.endswith("data: [DONE]\n\n")
+    row = await generation_of(engine, key_id)
+    assert row.status == "error" and row.completion_tokens > 0 and row.cost > 0
     await assert_settled_with(gateway, key_id, row.cost)
     assert len(await ledger_rows(engine, key_id)) == 1
