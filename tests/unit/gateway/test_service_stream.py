@@ -65,7 +65,8 @@ async def test_a_stream_cut_mid_way_is_one_error_event_charged_for_its_output() 
     chat, ledger = service(Script(a=["cut"]))
     answer = await chat.stream(decode_chat_request(BODY), Caller())
     chunks = [chunk async for chunk in answer.chunks]
-    assert b'"finish_reason":"error"' in chunks[-1]
+    assert b'"finish_reason":"error"' in chunks[-2]  # one error event, then `[DONE]` (#20)
+    assert chunks[-1] == b"data: [DONE]\n\n"
     [event] = await events(ledger)
     assert event.status == "error" and event.usage.completion_tokens == 1
     assert event.cost.total > 0
