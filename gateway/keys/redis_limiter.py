@@ -250,8 +250,11 @@ class RedisLimiter:
             return
         keys = _settle_keys(self._prefix, settlement.key_id, periods_at(datetime.now(UTC)))
         s = settlement
+        # The settle script dedupes by settle id (#16): the original settle's id when it had a
+        # hold, so if Redis ran that one after all (a reply lost), this one charges nothing.
+        settle_id = s.hold_id or generation_id
         args: list[str | int] = [s.hold_id, s.cost_pico, s.tokens, s.tokens_per_minute]
-        await self._settle(keys, [*args, *self._keep_ms])
+        await self._settle(keys, [*args, *self._keep_ms, settle_id, SETTLED_KEEP_MS])
 
     async def usage(self, key: ApiKey) -> KeyUsage:
         base = _base(self._prefix, key.id)
