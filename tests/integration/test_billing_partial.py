@@ -113,6 +113,13 @@ async def assert_settled_with(gateway: RunningGateway, key_id: str, cost: Decima
     await poll(done, timeout_s=10, what=f"the key settled at {cost}")
 
 
+def assert_charged_by(row: Any, provider: str) -> None:
+    """A generation that cost something names the endpoint and price version it was charged
+    at (billing reports and statements group by them)."""
+    assert row.provider == provider and row.endpoint_id and row.price_version
+    assert row.model == "openai/gpt-oss-20b"
+
+
 async def test_a_client_that_leaves_mid_stream_is_charged_for_what_was_relayed(
     client: httpx.AsyncClient, gateway: RunningGateway, engine: AsyncEngine
 ) -> None:
@@ -189,6 +196,7 @@ async def test_a_client_that_gives_up_before_the_first_token_pays_the_prompt(
     row = await generation_of(engine, key_id)
     assert row.status == "cancelled"
     assert row.prompt_tokens > 0 and row.cost > 0
+    assert_charged_by(row, "late")
     await assert_settled_with(gateway, key_id, row.cost)
 
 
@@ -233,6 +241,7 @@ async def test_a_client_that_leaves_after_the_keepalive_comment_is_recorded_once
     row = await generation_of(engine, key_id)
     assert row.status == "cancelled" and row.cancelled
     assert row.prompt_tokens > 0 and row.cost > 0
+    assert_charged_by(row, "late")
     await assert_settled_with(gateway, key_id, row.cost)
     assert len(await ledger_rows(engine, key_id)) == 1
 

@@ -49,6 +49,9 @@ async def test_a_stream_closed_before_its_relay_ran_is_one_cancelled_event() -> 
     [event] = await events(ledger)
     assert event.status == "cancelled" and event.usage.prompt_tokens > 0
     assert [a.outcome for a in event.attempts] == ["cancelled"]
+    # Charged at the endpoint that opened the stream, and the event says which (reports).
+    assert (event.provider, event.endpoint_id) == ("a", event.attempts[0].endpoint_id)
+    assert event.price_version
 
 
 async def test_a_stream_left_after_the_first_chunk_is_one_cancelled_event() -> None:
