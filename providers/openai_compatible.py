@@ -20,7 +20,7 @@ from typing import Any
 
 import msgspec
 
-from providers.catalog import Endpoint
+from providers.catalog import Endpoint, Secret
 from providers.errors import (
     UpstreamConnectError,
     UpstreamError,
@@ -65,14 +65,17 @@ _encode = msgspec.json.encode
 
 
 @contextmanager
-def upstream_errors(provider: str, url: str = "") -> Iterator[None]:
-    """Turn transport exceptions into `UpstreamError`s; nothing else converts them."""
+def upstream_errors(provider: str, url: str = "", secret: Secret | None = None) -> Iterator[None]:
+    """Turn transport exceptions into `UpstreamError`s; nothing else converts them. Their text
+    is redacted: a parser's error may quote what the upstream sent (h11 quotes a bad header
+    line, which an upstream echoing our request fills with the Authorization header)."""
     try:
         yield
     except UpstreamError:
         raise
     except (Timeout, TimeoutError) as exc:
-        raise _answered(UpstreamTimeout(f"{provider}: upstream timed out ({exc})"), exc) from exc
+        detail = _redact_text(str(exc), secret)
+        raise _answered(UpstreamTimeout(f"{provider}: upstream timed out ({detail})"), exc) from exc
     except ConnectFailed as exc:
         where = _without_credentials(url) if url else "upstream"
         raise UpstreamConnectError(f"{provider}: cannot connect to {where}") from exc
@@ -80,11 +83,13 @@ def upstream_errors(provider: str, url: str = "") -> Iterator[None]:
         cut = "cut its answer short" if _received(exc) else "closed the connection"
         raise _answered(UpstreamReset(f"{provider}: upstream {cut}"), exc) from exc
     except SseError as exc:  # only ever raised on a body: the upstream answered
-        error = UpstreamProtocolError(f"{provider}: bad upstream response ({exc})")
+        detail = _redact_text(str(exc), secret)
+        error = UpstreamProtocolError(f"{provider}: bad upstream response ({detail})")
         error.answered = True
         raise error from exc
     except MalformedResponse as exc:
-        error = UpstreamProtocolError(f"{provider}: bad upstream response ({exc})")
+        detail = _redact_text(str(exc), secret)
+        error = UpstreamProtocolError(f"{provider}: bad upstream response ({detail})")
         raise _answered(error, exc) from exc
 
 
@@ -164,9 +169,12 @@ def _error_message(raw: bytes) -> tuple[str, Any]:
 def _redacted(call: UpstreamCall, message: str) -> str:
     """Upstream text as the gateway may repeat it: no credential (an upstream that echoes the
     Authorization header must not leak it to the client, the ledger or a log)."""
-    secret = None if call.secret is None else call.secret.reveal()
+    return _redact_text(message, call.secret)
+
+
+def _redact_text(message: str, secret: Secret | None) -> str:
     # Redacted before it is cut: a cut through the secret would leave a piece of it.
-    return redact(message, (secret,))[:MAX_MESSAGE_CHARS]
+    return redact(message, (None if secret is None else secret.reveal(),))[:MAX_MESSAGE_CHARS]
 
 
 async def _finish_after_done(resp: UpstreamResponse) -> None:
@@ -240,7 +248,7 @@ class OpenAICompatibleProvider:
     def translate(self, call: UpstreamCall) -> dict[str, Any]:
         """The body sent upstream, without fields that would lift its output cap and with
         OpenRouter's `reasoning` in the host's terms; adapters for dialects override this."""
-        return translate_reasoning(without_output_raisers(call.body))
+        return translate_reasoning(without_output_raisers(call.body), call.requested_max_tokens)
 
     def map_reasoning(self, call: UpstreamCall, payload: dict[str, Any], key: str) -> int:
         """The host's reasoning output as OpenRouter's `reasoning` in each choice's `key`
@@ -275,7 +283,7 @@ class OpenAICompatibleProvider:
         provider = call.endpoint.provider
         started = time.monotonic()
         body = _encode(self.translate(call))
-        with upstream_errors(provider, call.endpoint.url):
+        with upstream_errors(provider, call.endpoint.url, call.secret):
             resp = await self._post(call, body, streamed=False)
             try:
                 ttft = time.monotonic() - started
@@ -323,7 +331,7 @@ class OpenAICompatibleProvider:
             **(options if isinstance(options, dict) else {}),
             "include_usage": True,
         }
-        with upstream_errors(provider, call.endpoint.url):
+        with upstream_errors(provider, call.endpoint.url, call.secret):
             resp = await self._post(call, _encode(body), streamed=True)
             finishing = False
             try:

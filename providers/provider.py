@@ -42,6 +42,10 @@ class UpstreamCall:
     body: dict[str, Any]  # the client's body, already translated for this endpoint
     secret: Secret | None = field(default=None, repr=False)
     timeouts: Timeouts = Timeouts()
+    # The client's own completion cap (None: it set none). The body's `max_tokens` is the cap
+    # the gateway computed for this endpoint; a `reasoning.max_tokens` budget is a share of
+    # what the client asked for, not of that.
+    requested_max_tokens: int | None = None
 
 
 @dataclass(slots=True)

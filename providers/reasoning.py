@@ -74,24 +74,31 @@ def effort_for_budget(budget: int, max_tokens: int | None) -> str:
 
 def effort_of(body: dict[str, Any]) -> str | None:
     """The effort the client asked for: `reasoning.effort`, a budget, `enabled: false`
-    (gpt-oss can't stop reasoning: low), else `reasoning_effort`; None leaves the default."""
+    (gpt-oss can't stop reasoning: low), else `reasoning_effort`; None leaves the default.
+    A budget is a share of the body's own `max_completion_tokens` / `max_tokens`."""
+    limit = _positive_int(body.get("max_completion_tokens")) or _positive_int(
+        body.get("max_tokens")
+    )
+    return _effort(body, limit)
+
+
+def _effort(body: dict[str, Any], limit: int | None) -> str | None:
     wanted = reasoning_of(body).effort
     reasoning = body.get("reasoning")
     if isinstance(reasoning, dict) and normalize_effort(reasoning.get("effort")) is None:
         budget = _positive_int(reasoning.get("max_tokens"))
         if budget is not None:
-            limit = _positive_int(body.get("max_completion_tokens")) or _positive_int(
-                body.get("max_tokens")
-            )
             return effort_for_budget(budget, limit)
     return wanted
 
 
-def translate_reasoning(body: dict[str, Any]) -> dict[str, Any]:
-    """The body an OpenAI-compatible host gets: OpenRouter's fields become `reasoning_effort`."""
+def translate_reasoning(body: dict[str, Any], requested_max_tokens: int | None) -> dict[str, Any]:
+    """The body an OpenAI-compatible host gets: OpenRouter's fields become `reasoning_effort`.
+    A budget is a share of `requested_max_tokens`, the client's own cap (None: it set none),
+    never of the body's `max_tokens`: that is the cap the gateway computed for the endpoint."""
     if not any(name in body for name in FIELDS):
         return body
-    effort = effort_of(body)
+    effort = _effort(body, requested_max_tokens)
     out = {k: v for k, v in body.items() if k not in FIELDS}
     if effort is not None:
         out["reasoning_effort"] = effort

@@ -331,6 +331,7 @@ class Executor:
             {**upstream_body(endpoint, body, request.parameters), "max_tokens": cap},
             self._secret_for(endpoint),
             timeouts,
+            request.max_tokens,
         )
         run.budget -= 1
         run.started_wall, run.started = datetime.now(UTC), time.monotonic()

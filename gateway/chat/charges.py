@@ -6,7 +6,7 @@ OpenRouter's zero-completion rule applies: an error with no output costs nothing
 
 from __future__ import annotations
 
-from providers.catalog import Price
+from providers.catalog import Endpoint, Price
 from providers.pricing import ZERO_COST, Cost, cost_of
 from providers.tokenizer import count_tokens, prompt_tokens
 from providers.usage import Usage
@@ -33,10 +33,18 @@ def charge(usage: Usage, price: Price, *, failed: bool) -> tuple[Usage, Cost]:
     return usage, cost_of(usage, price)
 
 
-def prompt_charge(plan: Plan, attempt: Attempt, messages: object) -> tuple[Usage, Cost]:
-    """A generation cancelled while `attempt` was running: the prompt it had sent."""
+def endpoint_of(plan: Plan, attempt: Attempt) -> Endpoint | None:
+    """The plan's endpoint `attempt` ran on."""
     for endpoint in plan.endpoints:
         if endpoint.id == attempt.endpoint_id:
-            usage = Usage(prompt_tokens=prompt_tokens(messages))
-            return usage, cost_of(usage, endpoint.price)
-    return Usage(), ZERO_COST
+            return endpoint
+    return None
+
+
+def prompt_charge(plan: Plan, attempt: Attempt, messages: object) -> tuple[Usage, Cost]:
+    """A generation cancelled while `attempt` was running: the prompt it had sent."""
+    endpoint = endpoint_of(plan, attempt)
+    if endpoint is None:
+        return Usage(), ZERO_COST
+    usage = Usage(prompt_tokens=prompt_tokens(messages))
+    return usage, cost_of(usage, endpoint.price)

@@ -36,7 +36,7 @@ OPTIONS = {"Allow": "OPTIONS, POST"}
 def caller_of(request: Request[Any, Any, Any]) -> Caller:
     """The caller of a Litestar request (the routes other than this one)."""
     resources: Resources = request.app.state.resources
-    return caller_from(request.headers, resources.keys)
+    return caller_from(request.headers, resources.keys, auth_required_of(request.scope))
 
 
 def caller_from(headers: Mapping[str, str], keys: Keyring, required: bool | None = None) -> Caller:

@@ -14,11 +14,13 @@ from typing import Protocol
 
 import anyio
 
-from gateway.chat.charges import prompt_charge
+from gateway.chat.charges import endpoint_of, prompt_charge
 from gateway.keys.limiter import Hold, Limiter, Settlement
 from gateway.ledger.events import GenerationEvent, LedgerSink
 from gateway.ledger.stream import LedgerUnavailable
 from gateway.resp import Batch
+from providers.catalog import Endpoint
+from providers.price_version import price_version
 from routing.attempts import Attempt
 from routing.planner import Plan
 
@@ -35,6 +37,13 @@ class Spool(Protocol):
     def check_accepting(self) -> None:
         """Raises `LedgerUnavailable` (503) while the spool could not take another event."""
         ...
+
+
+def served_by(event: GenerationEvent, endpoint: Endpoint) -> None:
+    """Stamp the endpoint a generation is charged at: provider, endpoint, the model it serves
+    (a `models` fallback may differ from the one asked for) and its price version."""
+    event.provider, event.endpoint_id, event.model = endpoint.provider, endpoint.id, endpoint.model
+    event.price_version = price_version(endpoint)
 
 
 class Recorder:
@@ -103,7 +112,11 @@ class Generation:
         if event.status == "ok":
             event.status, event.cancelled = "cancelled", True
         if not event.usage.total_tokens and self._upstream_had_it():
-            # Cancelled while an upstream was working on it: the prompt was processed.
+            # Cancelled while an upstream was working on it: the prompt was processed, at that
+            # endpoint's price; the event names it (reports group cost by it and its prices).
+            endpoint = endpoint_of(self.plan, self.attempts[-1])
+            if endpoint is not None and event.endpoint_id is None:
+                served_by(event, endpoint)
             event.usage, event.cost = prompt_charge(self.plan, self.attempts[-1], self.messages)
         with anyio.CancelScope(shield=True):
             try:

@@ -16,7 +16,7 @@ from typing import Any
 import anyio
 
 from gateway.chat.charges import charge, stream_usage
-from gateway.chat.recorder import Generation, Recorder, Spool
+from gateway.chat.recorder import Generation, Recorder, Spool, served_by
 from gateway.chat.relay import (
     SSE_DONE,
     encode,
@@ -204,6 +204,7 @@ class ChatService:
         what the relay's own ending would have recorded."""
         with anyio.CancelScope(shield=True):
             await opened.aclose()
+            served_by(generation.event, opened.endpoint)
             self._close_event(generation.event, opened, request, generation.started, failed=False)
             await generation.close()
 
@@ -218,8 +219,7 @@ class ChatService:
         event, plan = generation.event, generation.plan
         endpoint, gen_id = opened.endpoint, event.id
         model = endpoint.model  # the model that served: a `models` fallback may differ
-        event.provider, event.endpoint_id, event.model = endpoint.provider, endpoint.id, model
-        event.price_version = price_version(endpoint)
+        served_by(event, endpoint)
         event.ttft_s = time.monotonic() - generation.started
         held: dict[str, Any] | None = None  # usage without output: maybe the final chunk
         try:

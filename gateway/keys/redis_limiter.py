@@ -252,8 +252,8 @@ class RedisLimiter:
         at = settlement.at or datetime.now(UTC)
         keys = _settle_keys(self._prefix, settlement.key_id, periods_at(at))
         s = settlement
-        # The original settle's id when it had a hold: if Redis ran it after all (a reply lost
-        # within the dedupe window), this one charges nothing twice.
+        # The settle script dedupes by settle id (#16): the original settle's id when it had a
+        # hold, so if Redis ran that one after all (a reply lost), this one charges nothing.
         settle_id = s.hold_id or generation_id
         args: list[str | int] = [s.hold_id, s.cost_pico, s.tokens, s.tokens_per_minute]
         await self._settle(keys, [*args, *self._keep_ms, settle_id, SETTLED_KEEP_MS])

@@ -12,6 +12,7 @@ from litestar import Request, Response, get
 from litestar.di import NamedDependency
 
 from gateway.chat.relay import encode
+from gateway.edge import auth_required_of
 from gateway.errors import BadRequest
 from gateway.reports.billing import FORMATS, GroupByError, billing_report, parse_group_by
 from gateway.reports.periods import PeriodError, activity_period, parse_month, parse_period
@@ -38,7 +39,10 @@ def _param(request: Request[Any, Any, Any], name: str) -> str | None:
 
 def _scope(request: Request[Any, Any, Any], resources: Resources) -> str | None:
     return report_scope(
-        resources.keys, request.headers.get("authorization"), _param(request, "key_id")
+        resources.keys,
+        request.headers.get("authorization"),
+        _param(request, "key_id"),
+        auth_required_of(request.scope),  # the edge's per-address policy (#13), not the default
     )
 
 

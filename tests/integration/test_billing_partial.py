@@ -36,6 +36,12 @@ PROVIDERS = {
     "silent": Profile(completion_tokens=50, stream_usage="none"),
     "vllm": Profile(completion_tokens=50, stream_usage="continuous"),
     "late": Profile(completion_tokens=50, tokens_per_s=100, ttft_ms=1500),
+    "late-cut": Profile(
+        completion_tokens=50,
+        ttft_ms=800,
+        failures=Failures(stream_cut=1.0),
+        stream_cut_after=11,
+    ),
 }
 
 
@@ -105,6 +111,13 @@ async def assert_settled_with(gateway: RunningGateway, key_id: str, cost: Decima
         return await settled(gateway, key_id) == (to_pico(cost), 0)
 
     await poll(done, timeout_s=10, what=f"the key settled at {cost}")
+
+
+def assert_charged_by(row: Any, provider: str) -> None:
+    """A generation that cost something names the endpoint and price version it was charged
+    at (billing reports and statements group by them)."""
+    assert row.provider == provider and row.endpoint_id and row.price_version
+    assert row.model == "openai/gpt-oss-20b"
 
 
 async def test_a_client_that_leaves_mid_stream_is_charged_for_what_was_relayed(
@@ -183,4 +196,84 @@ async def test_a_client_that_gives_up_before_the_first_token_pays_the_prompt(
     row = await generation_of(engine, key_id)
     assert row.status == "cancelled"
     assert row.prompt_tokens > 0 and row.cost > 0
+    assert_charged_by(row, "late")
     await assert_settled_with(gateway, key_id, row.cost)
+
+
+@pytest.fixture
+async def keepalive_gateway(
+    fleet: Fleet,
+    engine: AsyncEngine,
+    pg_database: str,
+    redis_url: str,
+    redis_prefix: str,
+    tmp_path: Path,
+) -> AsyncIterator[RunningGateway]:
+    """The same gateway with a short keepalive: a slow first token commits the 200 early."""
+    catalog = write_catalog(
+        tmp_path / "catalog.toml", {name: fleet.url_for(name) for name in PROVIDERS}
+    )
+    settings = key_settings(catalog, pg_database, redis_url=redis_url, redis_prefix=redis_prefix)
+    settings.server.stream_keepalive_s = 0.2
+    async with redis_client(redis_url, redis_prefix), run_gateway(settings) as running:
+        yield running
+
+
+async def ledger_rows(engine: AsyncEngine, key_id: str) -> list[Any]:
+    async with engine.connect() as conn:
+        query = select(generations).where(generations.c.api_key_id == key_id)
+        return list((await conn.execute(query)).all())
+
+
+async def test_a_client_that_leaves_after_the_keepalive_comment_is_recorded_once(
+    keepalive_gateway: RunningGateway, engine: AsyncEngine
+) -> None:
+    gateway = keepalive_gateway
+    async with httpx.AsyncClient(base_url=gateway.url, timeout=30) as client:
+        key_id, secret = await create_key(client, name="left-early", limit="1")
+        async with client.stream(
+            "POST", "/v1/chat/completions", json=streamed("late"), headers=bearer(secret)
+        ) as answer:
+            assert answer.status_code == 200
+            async for line in answer.aiter_lines():
+                assert line == ": processing"
+                break  # the 200 is committed, no token yet: leave
+    row = await generation_of(engine, key_id)
+    assert row.status == "cancelled" and row.cancelled
+    assert row.prompt_tokens > 0 and row.cost > 0
+    assert_charged_by(row, "late")
+    await assert_settled_with(gateway, key_id, row.cost)
+    assert len(await ledger_rows(engine, key_id)) == 1
+
+
+async def test_a_stream_committed_by_the_keepalive_is_recorded_once(
+    keepalive_gateway: RunningGateway, engine: AsyncEngine
+) -> None:
+    gateway = keepalive_gateway
+    async with httpx.AsyncClient(base_url=gateway.url, timeout=30) as client:
+        key_id, secret = await create_key(client, name="late-ok", limit="1")
+        body = streamed("late")
+        answer = await client.post("/v1/chat/completions", json=body, headers=bearer(secret))
+    assert answer.status_code == 200 and answer.text.startswith(": processing")
+    assert answer.text.endswith("data: [DONE]\n\n")
+    row = await generation_of(engine, key_id)
+    assert row.status == "ok" and row.cost > 0
+    await assert_settled_with(gateway, key_id, row.cost)
+    assert len(await ledger_rows(engine, key_id)) == 1
+
+
+async def test_a_stream_cut_after_the_keepalive_comment_is_recorded_once(
+    keepalive_gateway: RunningGateway, engine: AsyncEngine
+) -> None:
+    gateway = keepalive_gateway
+    async with httpx.AsyncClient(base_url=gateway.url, timeout=30) as client:
+        key_id, secret = await create_key(client, name="late-cut", limit="1")
+        body = streamed("late-cut")
+        answer = await client.post("/v1/chat/completions", json=body, headers=bearer(secret))
+    assert answer.status_code == 200 and answer.text.startswith(": processing")
+    assert '"finish_reason":"error"' in answer.text
+    assert answer.text.endswith("data: [DONE]\n\n")
+    row = await generation_of(engine, key_id)
+    assert row.status == "error" and row.completion_tokens > 0 and row.cost > 0
+    await assert_settled_with(gateway, key_id, row.cost)
+    assert len(await ledger_rows(engine, key_id)) == 1

@@ -139,6 +139,25 @@ async def test_auth_follows_the_address_a_request_arrives_on(tmp_path: Path, fle
         assert_openai_error(status, 401)
         local = await client.post(f"http://127.0.0.1:{port}/v1/chat/completions", json=BODY)
         assert local.status_code == 200
+        generation_id = local.headers["x-generation-id"]
+        here = f"http://127.0.0.1:{port}/api/v1/generation?id={generation_id}"
+
+        async def recorded() -> bool:
+            return (await client.get(here)).status_code == 200
+
+        await eventually(recorded, 10, what="the loopback caller's generation")
+        # The billing reports (#14) and the generation lookup follow the same per-address
+        # rule: a caller without a key from another address reads nothing of the anonymous key.
+        for path in (
+            "/api/v1/reports/billing",
+            "/api/v1/reports/statement?month=2026-12",
+            "/api/v1/activity",
+            f"/api/v1/generation?id={generation_id}",
+        ):
+            report = await client.get(f"http://{address}:{port}{path}")
+            assert_openai_error(report, 401)
+        mine = await client.get(f"http://127.0.0.1:{port}/api/v1/reports/billing")
+        assert mine.status_code == 200, mine.text
 
 
 async def test_metrics_and_ledger_status_follow_gateway_auth(tmp_path: Path, fleet: Fleet) -> None:

@@ -150,7 +150,20 @@ async def test_unsupported_parameters_are_dropped_and_reasoning_translated(tmp_p
             budget = {**body, "reasoning": {"max_tokens": 90}}
             await client.post("/v1/chat/completions", json=budget)
             assert upstream.bodies[-1]["reasoning_effort"] == "high"  # 90 of 100 tokens
+            # Without the client's own cap the budget is absolute: the cap the gateway sends
+            # (the context left, 131k here) is not the client's answer length.
+            for tokens, effort in ((8192, "high"), (2048, "medium"), (100, "low")):
+                unbounded = {k: v for k, v in body.items() if k != "max_tokens"}
+                unbounded["reasoning"] = {"max_tokens": tokens}
+                await client.post("/v1/chat/completions", json=unbounded)
+                sent = upstream.bodies[-1]
+                assert sent["reasoning_effort"] == effort and sent["max_tokens"] > 100_000
+            aliased = {k: v for k, v in body.items() if k != "max_tokens"}
+            aliased |= {"max_completion_tokens": 100, "reasoning": {"max_tokens": 60}}
+            await client.post("/v1/chat/completions", json=aliased)
+            assert upstream.bodies[-1]["reasoning_effort"] == "medium"  # 60 of 100 tokens
+            assert upstream.bodies[-1]["max_tokens"] == 100
             strict = {**body, "provider": {"require_parameters": True}}
             refused = await client.post("/v1/chat/completions", json=strict)
             assert refused.status_code == 404, refused.text
-            assert len(upstream.bodies) == 2
+            assert len(upstream.bodies) == 6

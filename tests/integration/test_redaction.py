@@ -3,10 +3,12 @@ ledger row and no log line (non-streamed and streamed; hosted-style and llama.cp
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import uuid
 from collections.abc import AsyncIterator
+from decimal import Decimal
 from pathlib import Path
 
 import asyncpg
@@ -26,6 +28,13 @@ from gateway.settings import (
     RoutingSettings,
     Settings,
 )
+from providers.catalog import Endpoint, Price, Secret
+from providers.errors import UpstreamError, UpstreamProtocolError
+from providers.http1 import HttpClient
+from providers.httpx_transport import HttpxTransport
+from providers.openai_compatible import OpenAICompatibleProvider
+from providers.provider import Timeouts, UpstreamCall
+from providers.transport import UpstreamTransport
 from tests.conftest import PG_ADMIN_DSN, REDIS_URL
 from tests.integration.ledger_fixtures import drop_redis_keys
 from tests.support.gateway import run_gateway
@@ -156,3 +165,44 @@ async def test_an_echoed_key_reaches_no_response_row_or_log(
     assert SECRET not in str(rows)
     logged = " ".join(f"{r.getMessage()} {r.__dict__} {r.exc_text}" for r in caplog.records)
     assert SECRET not in logged
+
+
+async def _malformed_echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """A broken upstream: its answer's head repeats the request's Authorization header on a
+    line no HTTP parser accepts (a space in the field name), so the parser's error quotes it."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    auth = next(line for line in head.split(b"\r\n") if line.lower().startswith(b"authorization:"))
+    writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nEcho " + auth + b"\r\n\r\n")
+    await writer.drain()
+    writer.close()
+
+
+@pytest.mark.parametrize("transport", ["http1", "httpx"])
+async def test_a_transport_error_quoting_the_key_is_redacted(transport: str) -> None:
+    server = await asyncio.start_server(_malformed_echo, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    upstream: UpstreamTransport = HttpxTransport() if transport == "httpx" else HttpClient()
+    endpoint = Endpoint(
+        model=MODEL,
+        provider="echo",
+        base_url=f"http://127.0.0.1:{port}/v1",
+        upstream_model="gpt-oss",
+        context_length=1000,
+        price=Price(prompt=Decimal(0), completion=Decimal(0)),
+    )
+    call = UpstreamCall(endpoint, {"messages": []}, Secret(SECRET), Timeouts(2, 2, 5, 2))
+    adapter = OpenAICompatibleProvider(upstream)
+    try:
+        with pytest.raises(UpstreamError) as failed:
+            await adapter.complete(call)
+        with pytest.raises(UpstreamError) as failed_stream:
+            async for _ in adapter.stream(call):
+                pass
+    finally:
+        await upstream.aclose()
+        server.close()
+        await server.wait_closed()
+    for error in (failed.value, failed_stream.value):
+        assert isinstance(error, UpstreamProtocolError), error
+        assert SECRET not in error.message and SECRET[:12] not in error.message
+        assert SECRET not in str(error)

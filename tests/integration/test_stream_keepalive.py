@@ -24,6 +24,7 @@ from gateway.settings import (
 from providers.simulator.profile import Failures, Profile
 from providers.simulator.server import start_fleet
 from tests.support.gateway import run_gateway, write_catalog
+from tests.support.polling import eventually
 
 MODEL = "openai/gpt-oss-20b"
 FIRST_TOKEN_MS = 4000
@@ -107,12 +108,25 @@ async def test_fallback_still_happens_after_comments(tmp_path: Path) -> None:
     }
     async with serving(tmp_path, profiles, keepalive_s=0.3, first_token_s=1.2) as client:
         answer, lines = await read(client, body(order=["hangs", "works"]))
-    assert answer.status_code == 200
-    assert lines[0][1] == ": processing"
-    data = [msgspec.json.decode(line[6:]) for _, line in lines if line.startswith("data: {")]
-    assert data and all(c["provider"] == "works" for c in data)
-    assert all("error" not in c for c in data)
-    assert lines[-1][1] == "data: [DONE]"
+        assert answer.status_code == 200
+        assert lines[0][1] == ": processing"
+        data = [msgspec.json.decode(line[6:]) for _, line in lines if line.startswith("data: {")]
+        assert data and all(c["provider"] == "works" for c in data)
+        assert all("error" not in c for c in data)
+        assert lines[-1][1] == "data: [DONE]"
+        # One generation in the ledger, charged at the endpoint that served, both attempts in it.
+        generation_id = answer.headers["x-generation-id"]
+
+        async def stored() -> bool:
+            found = await client.get("/api/v1/generation", params={"id": generation_id})
+            return found.status_code == 200
+
+        await eventually(stored, 10, what="the generation in the ledger")
+        found = await client.get("/api/v1/generation", params={"id": generation_id})
+        record = found.json()["data"]
+        assert record["provider_name"] == "works" and record["total_cost"] > 0
+        tried = [(r["provider_name"], r["outcome"]) for r in record["provider_responses"]]
+        assert tried == [("hangs", "timeout"), ("works", "ok")]
 
 
 async def test_every_upstream_failing_after_the_comment_ends_with_error_event_and_done(

@@ -49,6 +49,9 @@ async def test_a_stream_closed_before_its_relay_ran_is_one_cancelled_event() -> 
     [event] = await events(ledger)
     assert event.status == "cancelled" and event.usage.prompt_tokens > 0
     assert [a.outcome for a in event.attempts] == ["cancelled"]
+    # Charged at the endpoint that opened the stream, and the event says which (reports).
+    assert (event.provider, event.endpoint_id) == ("a", event.attempts[0].endpoint_id)
+    assert event.price_version
 
 
 async def test_a_stream_left_after_the_first_chunk_is_one_cancelled_event() -> None:
@@ -65,7 +68,8 @@ async def test_a_stream_cut_mid_way_is_one_error_event_charged_for_its_output() 
     chat, ledger = service(Script(a=["cut"]))
     answer = await chat.stream(decode_chat_request(BODY), Caller())
     chunks = [chunk async for chunk in answer.chunks]
-    assert b'"finish_reason":"error"' in chunks[-2] and chunks[-1] == b"data: [DONE]\n\n"
+    assert b'"finish_reason":"error"' in chunks[-2]  # one error event, then `[DONE]` (#20)
+    assert chunks[-1] == b"data: [DONE]\n\n"
     [event] = await events(ledger)
     assert event.status == "error" and event.usage.completion_tokens == 1
     assert event.cost.total > 0

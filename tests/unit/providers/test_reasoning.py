@@ -45,9 +45,20 @@ def test_effort_of_openrouter_reasoning(body: dict[str, Any], effort: str | None
 
 def test_translate_reasoning_keeps_bodies_without_it_untouched() -> None:
     body = {"messages": []}
-    assert translate_reasoning(body) is body
-    out = translate_reasoning({"messages": [], "reasoning": {"exclude": True}})
+    assert translate_reasoning(body, None) is body
+    out = translate_reasoning({"messages": [], "reasoning": {"exclude": True}}, None)
     assert out == {"messages": []}
+
+
+def test_a_budget_is_a_share_of_the_clients_cap_not_of_the_cap_sent() -> None:
+    # The executor always sends a `max_tokens` (the endpoint's room); the budget is measured
+    # against what the client asked for, or absolutely when it asked for no cap.
+    sent = {"messages": [], "max_tokens": 131_000, "reasoning": {"max_tokens": 8192}}
+    assert translate_reasoning(sent, None)["reasoning_effort"] == "high"
+    assert translate_reasoning(sent, 10_000)["reasoning_effort"] == "high"
+    assert translate_reasoning(sent, 100_000)["reasoning_effort"] == "low"
+    call = UpstreamCall(HOST, sent, requested_max_tokens=16_000)
+    assert OpenAICompatibleProvider(None).translate(call)["reasoning_effort"] == "medium"  # type: ignore[arg-type]
 
 
 def _call(**body: Any) -> UpstreamCall:
