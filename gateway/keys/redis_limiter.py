@@ -124,6 +124,7 @@ local settled_at = clock()
 if redis.call('ZADD', KEYS[9], 'NX', int(settled_at), ARGV[8]) == 0 then return 0 end
 if string.sub(ARGV[8], -1) == '0' then  -- ids are random hex: trimmed every ~16 settles
   redis.call('ZREMRANGEBYSCORE', KEYS[9], '-inf', int(settled_at - tonumber(ARGV[9]) * 1000))
+  redis.call('PEXPIRE', KEYS[9], ARGV[9])  -- a key that goes quiet doesn't keep its ids for ever
 end
 if ARGV[1] ~= '' then
   local amount = redis.call('HGET', KEYS[2], ARGV[1])

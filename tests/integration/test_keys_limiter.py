@@ -161,3 +161,13 @@ async def test_a_settlement_counts_in_the_periods_its_hold_was_admitted_in(
     month = await resp.execute("GET", f"{redis_prefix}key:{{key-midnight}}:spend:m:2026-11")
     assert int(day) == int(month) == to_pico(Decimal("0.25"))
     assert usage.held == 0
+
+
+async def test_the_settled_ids_of_a_key_that_goes_quiet_expire(resp: RespClient, redis_prefix: str):
+    # Settle ids dedupe a re-sent settle for a minute; a key that stops sending must not keep
+    # them for ever (every ~16th settle, the one whose id ends in 0, trims and sets the expiry).
+    limiter = RedisLimiter(resp, redis_prefix)
+    quiet = key(key_id="key-quiet", limit="1")
+    await limiter.settle(Hold(quiet, "feedface00000000", 0), Decimal("0.01"), tokens=1)
+    ttl_ms = await resp.execute("PTTL", f"{redis_prefix}key:{{key-quiet}}:settled")
+    assert 0 < int(ttl_ms) <= 60_000
