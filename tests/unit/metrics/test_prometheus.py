@@ -5,10 +5,17 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.ledger.events import GenerationEvent
-from gateway.metrics.prometheus import GatewayMetrics, MeteredLedger
+from gateway.metrics.prometheus import (
+    LATENCY_BUCKETS,
+    TTFT_BUCKETS,
+    GatewayMetrics,
+    MeteredLedger,
+)
 from gateway.resp import Batch
 from tests.unit.ledger.factories import make_event
 
@@ -41,6 +48,34 @@ def test_events_become_counters_and_histograms() -> None:
     assert abs(cost - 3 * 0.0001644) < 1e-12
     assert values[("gateway_breaker_open", (("provider", "groq"),))] == 1
     assert values[("gateway_breaker_open", (("provider", "together"),))] == 0
+
+
+def test_a_batched_fold_puts_every_observation_where_observe_would() -> None:
+    """The fold writes each histogram bucket once per batch; the buckets, count and sum must be
+    what one `observe` per event gives (values on, below and above every boundary)."""
+    latencies = [0.0, 0.05, 0.0500001, 0.1, 0.7, 1.0, 2.5, 59.9, 120.0, 300.0, 301.0, 1e9]
+    metrics = GatewayMetrics()
+    for n, latency in enumerate(latencies):
+        metrics.record(make_event(n, latency_s=latency, ttft_s=latency / 10))
+    got = _values(metrics)
+    reference = CollectorRegistry()
+    expected_latency = Histogram(
+        "gateway_latency_seconds", "", ("provider",), buckets=LATENCY_BUCKETS, registry=reference
+    ).labels("groq")
+    expected_ttft = Histogram(
+        "gateway_ttft_seconds", "", ("provider",), buckets=TTFT_BUCKETS, registry=reference
+    ).labels("groq")
+    for latency in latencies:
+        expected_latency.observe(latency)
+        expected_ttft.observe(latency / 10)
+    wanted = {}
+    for family in text_string_to_metric_families(generate_latest(reference).decode()):
+        for sample in family.samples:
+            if not sample.name.endswith("_created"):
+                wanted[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    assert wanted  # the reference has buckets, counts and sums
+    for key, value in wanted.items():
+        assert got[key] == pytest.approx(value, rel=1e-12), key
 
 
 def test_apps_in_one_process_keep_their_own_samples() -> None:
