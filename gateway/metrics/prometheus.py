@@ -53,17 +53,14 @@ class _Observations:
 
     def __init__(self, child: Any) -> None:
         self._child = child
-        bounds = getattr(child, "_upper_bounds", None)
-        buckets = getattr(child, "_buckets", None)
-        batched = (
-            bounds is not None
-            and buckets is not None
-            and len(bounds) == len(buckets)
-            and hasattr(child, "_sum")
-        )
-        self._bounds = list(bounds) if batched else None
-        self._counts = [0] * len(buckets) if batched else []
+        bounds: list[float] | None = getattr(child, "_upper_bounds", None)
+        buckets: list[Any] | None = getattr(child, "_buckets", None)
+        self._bounds: list[float] | None = None
+        self._counts: list[int] = []
         self._sum = 0.0
+        if bounds and buckets and len(bounds) == len(buckets) and hasattr(child, "_sum"):
+            self._bounds = list(bounds)
+            self._counts = [0] * len(buckets)
 
     def add(self, value: float) -> None:
         if self._bounds is None:
