@@ -18,6 +18,7 @@ from gateway.errors import error_body
 from gateway.settings import ServerSettings
 
 AUTH_REQUIRED = "gateway.auth_required"  # scope key: this request's auth policy (bool)
+HEAD_CHECKED = "gateway.head_checked"  # scope key: the server bounded this head already
 JSON_HEADERS = [(b"content-type", b"application/json")]
 
 
@@ -85,8 +86,7 @@ class EdgeGuard:
             return
         server = self._server
         headers = cast("list[tuple[bytes, bytes]]", scope["headers"])
-        size = len(scope.get("raw_path") or b"") + sum(len(n) + len(v) for n, v in headers)
-        if len(headers) > server.max_header_count or size > server.max_header_bytes:
+        if HEAD_CHECKED not in scope and _head_too_large(server, scope, headers):
             message = (
                 f"request headers exceed {server.max_header_count} fields or "
                 f"{server.max_header_bytes} bytes"
@@ -108,6 +108,16 @@ class EdgeGuard:
             await self._app(scope, receive, send)
         finally:
             self._in_flight -= 1
+
+
+def _head_too_large(
+    server: ServerSettings, scope: Scope, headers: list[tuple[bytes, bytes]]
+) -> bool:
+    """Under a server other than `gateway.server_protocol`'s, which bounds heads as they arrive."""
+    if len(headers) > server.max_header_count:
+        return True
+    size = len(scope.get("raw_path") or b"") + sum(len(n) + len(v) for n, v in headers)
+    return size > server.max_header_bytes
 
 
 def _cross_site(headers: list[tuple[bytes, bytes]]) -> str | None:

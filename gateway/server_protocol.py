@@ -16,6 +16,7 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from gateway.edge import HEAD_CHECKED
 from gateway.errors import error_body
 from gateway.settings import ServerSettings
 
@@ -49,32 +50,61 @@ def _from_environment() -> ServerLimits:
     return ServerLimits.of(ServerSettings())
 
 
-class _Refused(Exception):
-    """Stops the parser: the answer has been written and the connection is closing."""
+LINGER_S = 2.0  # after a refusal: how long the rest of what a client sends is read and dropped
+_END_OF_HEAD = b"\r\n\r\n"
 
 
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
+    """Bounds are kept per read, not per parser callback: while a request's head is arriving
+    its bytes and lines are counted in `data_received` (C-speed `find`/`count` on the chunk),
+    and one deadline per connection is kept lazily (a timer is armed at most once per phase
+    that outlives it, not twice per request). A head may pass the byte bound by less than one
+    read when it follows a pipelined request in the same read."""
+
     limits: ServerLimits | None = None  # None: from the environment
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._limits = self.limits or _from_environment()
-        self._head_bytes = 0
-        self._head_count = 0
+        self._in_head = True  # the next bytes belong to a request head
+        self._head_bytes = 0  # of the current head so far
+        self._head_lines = 0
+        self._tail = b""  # the last bytes of the head so far: a terminator split across reads
         self._refused = False
-        self._deadline: asyncio.TimerHandle | None = None
+        self._due = 0.0  # loop time the current phase must end by; 0: no deadline
+        self._due_status: int | None = None  # 408 while the headers are awaited
+        self._timer: asyncio.TimerHandle | None = None
 
-    def _arm(self, seconds: float, status: int | None) -> None:
-        self._disarm()
-        self._deadline = self.loop.call_later(seconds, self._expired, status)
+    # -- the one deadline
 
-    def _disarm(self) -> None:
-        if self._deadline is not None:
-            self._deadline.cancel()
-            self._deadline = None
+    def _set_due(self, seconds: float, status: int | None) -> None:
+        due = self._due = self.loop.time() + seconds
+        self._due_status = status
+        timer = self._timer
+        if timer is None:
+            self._timer = self.loop.call_at(due, self._check_due)
+        elif timer.when() > due:
+            timer.cancel()
+            self._timer = self.loop.call_at(due, self._check_due)
+
+    def _check_due(self) -> None:
+        self._timer = None
+        due = self._due
+        if not due:
+            return  # between requests: the server's keep-alive timeout applies
+        if self.loop.time() < due:
+            self._timer = self.loop.call_at(due, self._check_due)
+            return
+        self._expired(self._due_status)
+
+    def _cancel_due(self) -> None:
+        self._due = 0.0
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     def _expired(self, status: int | None) -> None:
-        self._deadline = None
+        self._due = 0.0
         if self.transport.is_closing():
             return
         if status is not None and (self.cycle is None or self.cycle.response_complete):
@@ -82,71 +112,86 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self.transport.close()  # a body that stalls: the app sees the client leave
 
     def _answer(self, status: int, code: str, message: str) -> None:
+        """Answer and end the connection. What the client is still sending is read and dropped
+        for up to `LINGER_S` (a lingering close): closing with unread input would reset the
+        connection and could destroy the answer before the client reads it."""
         body = error_body(status, message, code)
         head = b"HTTP/1.1 %d %s\r\n" % (status, STATUS_TEXT[status])
         head += b"content-type: application/json\r\nconnection: close\r\n"
         head += b"content-length: %d\r\n\r\n" % len(body)
-        self.transport.write(head + body)
-        self.transport.close()
+        transport = self.transport
+        transport.write(head + body)
+        if not transport.can_write_eof():
+            transport.close()
+            return
+        transport.write_eof()
+        self.loop.call_later(LINGER_S, transport.close)
 
-    def _refuse_headers(self) -> None:
-        self._refused = True
-        self._disarm()
+    # -- the head's bounds
+
+    def _head_fits(self, data: bytes) -> bool:
+        """Count this read's share of the current head; False (and 431 sent) past a bound."""
+        if not self._head_bytes:
+            self._set_due(self._limits.header_timeout_s, 408)  # a new head's first bytes
+        end = data.find(_END_OF_HEAD)
+        if end >= 0:
+            size = end + 4  # the rest is the body (or a pipelined request)
+        else:
+            size = len(data)
+            tail = self._tail  # the terminator may have begun in the previous read
+            split = (tail + data[:3]).find(_END_OF_HEAD) if tail else -1
+            if split >= 0:
+                size = split + 4 - len(tail)
+            else:
+                self._tail = data[-3:]
+        self._head_bytes += size
+        self._head_lines += data.count(b"\n", 0, size)
         limits = self._limits
+        # Lines: the request line, the fields and the empty line that ends the head.
+        if self._head_bytes <= limits.header_bytes and self._head_lines <= limits.header_count + 2:
+            return True
+        self._refused = True
+        self._cancel_due()
         self._answer(
             431,
             "headers_too_large",
             f"request headers exceed {limits.header_count} fields or {limits.header_bytes} bytes",
         )
-        raise _Refused
+        return False
 
     # -- connection and parser callbacks
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self._arm(self._limits.header_timeout_s, 408)  # a new connection owes its first request
+        self._set_due(self._limits.header_timeout_s, 408)  # a new connection owes a request
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm()
+        self._cancel_due()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        if not self._refused:
-            super().data_received(data)
+        if self._refused or (self._in_head and not self._head_fits(data)):
+            return
+        super().data_received(data)
 
     def send_400_response(self, msg: str) -> None:
-        # uvicorn's answer to what httptools can't parse, in the error shape every client reads;
-        # after our own 431 the parser was stopped on purpose and nothing more is sent.
+        # uvicorn's answer to what httptools can't parse, in the error shape every client reads.
         if not self._refused:
             self._refused = True
-            self._disarm()
+            self._cancel_due()
             self._answer(400, "bad_request", "invalid HTTP request")
 
-    def on_message_begin(self) -> None:
-        super().on_message_begin()
-        self._head_bytes = self._head_count = 0
-        self._arm(self._limits.header_timeout_s, 408)
-
-    def on_url(self, url: bytes) -> None:
-        self._head_bytes += len(url)
-        if self._head_bytes > self._limits.header_bytes:
-            self._refuse_headers()
-        super().on_url(url)
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._head_bytes += len(name) + len(value) + 4
-        self._head_count += 1
-        limits = self._limits
-        if self._head_bytes > limits.header_bytes or self._head_count > limits.header_count:
-            self._refuse_headers()
-        super().on_header(name, value)
-
     def on_headers_complete(self) -> None:
-        self._arm(self._limits.body_timeout_s, None)
+        self._in_head = False
+        self._set_due(self._limits.body_timeout_s, None)
+        self.scope[HEAD_CHECKED] = True  # type: ignore[literal-required]
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
-        self._disarm()
+        self._due = 0.0
+        self._in_head = True
+        self._head_bytes = self._head_lines = 0
+        self._tail = b""
         super().on_message_complete()
 
 

@@ -229,6 +229,66 @@ async def test_the_server_refuses_8mb_of_headers_before_reading_them(
     assert b'"reason":"headers_too_large"' in answer
 
 
+async def test_heads_are_bounded_per_read_without_refusing_what_fits(
+    tmp_path: Path, fleet: Fleet
+) -> None:
+    """The head is counted as it arrives: a terminator split across reads, a head just under
+    the byte bound followed by a body larger than it, and keep-alive requests on one connection
+    are answered; a head one byte over the bound, or with one field too many, is 431."""
+    settings = await _settings(tmp_path, fleet, max_header_bytes=2048, max_header_count=10)
+    async with run_gateway(settings) as gw:
+        port = int(gw.url.rsplit(":", 1)[1])
+        head = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r"
+        split = await _raw_exchange(port, [head, b"\n"])
+        assert split.startswith(b"HTTP/1.1 200"), split[:200]
+
+        def post(filler: int, extra_fields: int = 0, body: bytes = b"") -> bytes:
+            fields = b"".join(b"X-F%d: 1\r\n" % n for n in range(extra_fields))
+            return (
+                b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                b"Connection: close\r\nContent-Type: application/json\r\n"
+                + fields
+                + b"X-Title: "
+                + b"t" * filler
+                + b"\r\nContent-Length: %d\r\n\r\n" % len(body)
+                + body
+            )
+
+        body = json.dumps({**BODY, "user": "u" * 4000}).encode()  # larger than the head bound
+        fixed = len(post(0, body=body)) - len(body)  # the head without filler
+        fits = post(2048 - fixed, body=body)
+        assert fits.index(b"\r\n\r\n") + 4 == 2048
+        answer = await _raw_exchange(port, [fits])
+        assert answer.startswith(b"HTTP/1.1 400") or answer.startswith(b"HTTP/1.1 200"), answer
+        assert b"headers_too_large" not in answer
+        over = await _raw_exchange(port, [post(2048 - fixed + 1, body=body)])
+        assert over.startswith(b"HTTP/1.1 431"), over[:200]
+        # 10 fields fit (Host, Connection, Content-Type, 4 X-F, X-Title, Content-Length = 9);
+        # two more X-F make 11.
+        assert (await _raw_exchange(port, [post(1, 5, b"{}")]))[:12] != b"HTTP/1.1 431"
+        many = await _raw_exchange(port, [post(1, 6, b"{}")])
+        assert many.startswith(b"HTTP/1.1 431"), many[:200]
+        # Keep-alive: each request's head is counted from its own first byte.
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            for _ in range(3):
+                writer.write(
+                    b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Title: "
+                    + b"t" * 1500
+                    + b"\r\n\r\n"
+                )
+                async with asyncio.timeout(10):
+                    status = await reader.readline()
+                    assert status.startswith(b"HTTP/1.1 200"), status
+                    length = 0
+                    while (line := await reader.readline()) != b"\r\n":
+                        if line.lower().startswith(b"content-length:"):
+                            length = int(line.split(b":")[1])
+                    await reader.readexactly(length)
+        finally:
+            writer.close()
+
+
 async def test_slow_headers_and_a_stalled_body_are_cut_off(tmp_path: Path, fleet: Fleet) -> None:
     settings = await _settings(tmp_path, fleet, header_timeout_s=0.5, body_timeout_s=0.5)
     async with run_gateway(settings) as gw:

@@ -75,3 +75,34 @@ def test_loopback_hosts(host: str, loopback: bool) -> None:
 def test_cross_site_requests(headers: dict[str, str], refused: bool) -> None:
     raw = [(k.encode(), v.encode()) for k, v in headers.items()]
     assert (_cross_site(raw) is not None) is refused
+
+
+async def test_the_edge_bounds_heads_a_server_did_not() -> None:
+    """Under a server other than ours (no `HEAD_CHECKED` in the scope) the edge counts the
+    head itself; under ours it trusts the count already made."""
+    from gateway.edge import HEAD_CHECKED, EdgeGuard
+
+    called: list[bool] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        called.append(True)
+
+    sent: list[Any] = []
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    server = ServerSettings(max_header_count=8, max_header_bytes=1024)
+    guard = EdgeGuard(app, server)  # type: ignore[arg-type]
+    many = [(b"x-f%d" % n, b"1") for n in range(9)]
+    scope = {"type": "http", "server": ("127.0.0.1", 8000), "headers": many, "raw_path": b"/"}
+    await guard(scope, None, send)  # type: ignore[arg-type]
+    assert sent[0]["status"] == 431 and not called
+    big = [(b"host", b"127.0.0.1"), (b"x-title", b"t" * 1100)]
+    sent.clear()
+    await guard({**scope, "headers": big}, None, send)  # type: ignore[arg-type]
+    assert sent[0]["status"] == 431 and not called
+    sent.clear()
+    small = [(b"host", b"127.0.0.1")]
+    await guard({**scope, "headers": small, HEAD_CHECKED: True}, None, send)  # type: ignore[arg-type]
+    assert called and not sent
