@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -35,13 +36,20 @@ def _resources(state: State) -> Resources:
     return resources
 
 
-def create_app(settings: Settings | None = None) -> Litestar:
+def create_app(settings: Settings | None = None, *, freeze_gc: bool = False) -> Litestar:
+    """`freeze_gc` (server processes, not apps made in tests): once started, what the start
+    made is moved out of the garbage collector's reach (`gc.freeze`), so a full collection
+    walks only what requests made since (a 140,000-object walk was the slowest pause of a
+    worker under load)."""
     settings = settings or Settings()
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         async with open_resources(settings) as resources:
             app.state.resources = resources
+            if freeze_gc:
+                gc.collect()
+                gc.freeze()
             yield
 
     handlers: list[ControllerRouterHandler] = [
@@ -91,4 +99,4 @@ def app_from_env() -> Litestar:
     """Entry point for `uvicorn --factory` workers: settings come from the environment."""
     settings = Settings()
     configure_logging(settings.server.log_level)
-    return create_app(settings)
+    return create_app(settings, freeze_gc=True)
