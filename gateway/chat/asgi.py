@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterable, Mapping
 
 import anyio
-from litestar.types import HTTPScope, Receive, Send
+from litestar.types import HTTPResponseStartEvent, HTTPScope, Receive, Send
 
 from gateway.errors import BadRequest, PayloadTooLarge
 
@@ -78,18 +78,30 @@ async def send_no_content(send: Send, headers: Mapping[str, str]) -> None:
     await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
+def stream_start(headers: Mapping[str, str]) -> HTTPResponseStartEvent:
+    """The start of a 200 `text/event-stream` answer."""
+    start = [(b"content-type", EVENT_STREAM), (b"cache-control", b"no-cache")]
+    start.extend(_encoded(headers))
+    return {"type": "http.response.start", "status": 200, "headers": start}
+
+
 async def send_stream(
-    send: Send, receive: Receive, chunks: AsyncIterator[bytes], headers: Mapping[str, str]
+    send: Send,
+    receive: Receive,
+    chunks: AsyncIterator[bytes],
+    headers: Mapping[str, str],
+    *,
+    started: bool = False,
 ) -> None:
     """Relay `chunks` as they come as `text/event-stream`; a client that leaves stops it.
+    `started`: the 200 went out already (`headers` unused).
 
     The stream is closed in every case, so its own cleanup (recording a cancelled
     generation) runs now rather than whenever the garbage collector finds it.
     """
-    start = [(b"content-type", EVENT_STREAM), (b"cache-control", b"no-cache")]
-    start.extend(_encoded(headers))
-    await send({"type": "http.response.start", "status": 200, "headers": start})
     try:
+        if not started:
+            await send(stream_start(headers))
         async with anyio.create_task_group() as group:
             group.start_soon(_pump, send, chunks, group.cancel_scope)
             await _wait_for_disconnect(receive)

@@ -11,19 +11,54 @@ Not the relay itself (`gateway.chat.service`) nor the ASGI I/O (`gateway.chat.as
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Mapping
 from typing import Any
 
 import msgspec
 from litestar.types import Receive, Send
 
-from gateway.chat.asgi import send_stream
+from gateway.chat.asgi import send_stream, stream_start
 from gateway.chat.relay import SSE_DONE, error_chunk
 from gateway.chat.service import StreamAnswer
 from gateway.errors import error_response
 
 KEEPALIVE = b": processing\n\n"
-_discarding: set[asyncio.Task[None]] = set()  # strong references until each is done
+
+
+class _Keeper:
+    """Commits the 200 and sends a comment every interval while a stream is being opened.
+    Armed by a timer: a stream that opens within the interval costs one timer, no task."""
+
+    def __init__(self, send: Send, interval_s: float, headers: Mapping[str, str]) -> None:
+        self._send = send
+        self._interval_s = interval_s
+        self._headers = headers
+        self.committed = False  # the 200 went out: the answer is an event stream from here on
+        self._task: asyncio.Task[None] | None = None
+        loop = asyncio.get_running_loop()
+        self._timer: asyncio.TimerHandle | None = loop.call_later(interval_s, self._start)
+
+    def _start(self) -> None:
+        self._timer = None
+        self._task = asyncio.ensure_future(self._beat())
+
+    async def _beat(self) -> None:
+        self.committed = True  # the start is written before `send` first yields
+        await self._send(stream_start(self._headers))
+        while True:
+            await self._send({"type": "http.response.body", "body": KEEPALIVE, "more_body": True})
+            await asyncio.sleep(self._interval_s)
+
+    async def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        task = self._task
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
 
 async def stream_with_keepalive(
@@ -35,45 +70,37 @@ async def stream_with_keepalive(
     generation_id: str,
     model: str,
 ) -> None:
-    """Relay the stream `opening` yields; raises its error as usual if it fails in time."""
-    task = asyncio.ensure_future(opening)
+    """Relay the stream `opening` yields; raises its error as usual if it fails in time.
+
+    The opening runs in this task; only a stream still not open after `interval_s` gets a
+    second task, which sends the 200 and the comments until it is."""
+    keeper = _Keeper(send, interval_s, early_headers)
     try:
-        done, _ = await asyncio.wait({task}, timeout=interval_s)
-    except BaseException:
-        _abandon(task)
-        raise
-    if done:
-        streamed = task.result()  # an error here still gets its own status code
-        await send_stream(send, receive, streamed.chunks, streamed.headers)
+        streamed = await opening
+    except Exception as exc:
+        await keeper.stop()
+        if not keeper.committed:
+            raise  # an error here still gets its own status code
+        await send_stream(send, receive, _failed(exc, generation_id, model), {}, started=True)
         return
-    chunks = _after_commit(task, interval_s, generation_id, model)
-    await send_stream(send, receive, chunks, early_headers)
-
-
-async def _after_commit(
-    task: asyncio.Future[StreamAnswer], interval_s: float, generation_id: str, model: str
-) -> AsyncIterator[bytes]:
-    streamed: StreamAnswer | None = None
+    except BaseException:
+        await keeper.stop()
+        raise
     try:
-        yield KEEPALIVE
-        while True:
-            done, _ = await asyncio.wait({task}, timeout=interval_s)
-            if done:
-                break
-            yield KEEPALIVE
-        try:
-            streamed = task.result()
-        except Exception as exc:  # every failure becomes the one error event
-            yield error_event(exc, generation_id, model)
-            yield SSE_DONE
-            return
-        async for chunk in streamed.chunks:
-            yield chunk
-    finally:
-        if streamed is not None:
-            await streamed.chunks.aclose()  # type: ignore[attr-defined]
-        else:
-            _abandon(task)
+        await keeper.stop()
+    except BaseException:
+        await streamed.chunks.aclose()  # type: ignore[attr-defined]  # records it cancelled
+        raise
+    if keeper.committed:
+        await send_stream(send, receive, streamed.chunks, {}, started=True)
+    else:
+        await send_stream(send, receive, streamed.chunks, streamed.headers)
+
+
+async def _failed(exc: Exception, generation_id: str, model: str) -> AsyncIterator[bytes]:
+    """A committed stream that could not be opened: its one error event."""
+    yield error_event(exc, generation_id, model)
+    yield SSE_DONE
 
 
 def error_event(exc: Exception, generation_id: str, model: str) -> bytes:
@@ -84,28 +111,3 @@ def error_event(exc: Exception, generation_id: str, model: str) -> bytes:
     return error_chunk(
         generation_id, model, None, error["code"], error["message"], reason, metadata
     )
-
-
-def _abandon(task: asyncio.Future[StreamAnswer]) -> None:
-    """Stop opening a stream nobody will read; one that opened anyway is closed."""
-    if not task.done():
-        task.cancel()
-    task.add_done_callback(_close_if_opened)
-
-
-def _close_if_opened(task: asyncio.Future[StreamAnswer]) -> None:
-    if task.cancelled() or task.exception() is not None:
-        return
-    discard = asyncio.ensure_future(_discard(task.result().chunks))
-    _discarding.add(discard)
-    discard.add_done_callback(_discarding.discard)
-
-
-async def _discard(chunks: AsyncIterator[bytes]) -> None:
-    """Start the relay and close it at once, so it records a cancelled generation."""
-    try:
-        await anext(chunks)
-    except StopAsyncIteration:
-        pass
-    finally:
-        await chunks.aclose()  # type: ignore[attr-defined]
