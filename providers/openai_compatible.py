@@ -256,11 +256,13 @@ class OpenAICompatibleProvider:
         choices = payload.get("choices")
         if not isinstance(choices, list):
             return 0
-        exclude = _excluded(call.body)
+        exclude: bool | None = None  # read from the request only for a part with reasoning
         found = 0
         for choice in choices:
             part = choice.get(key) if isinstance(choice, dict) else None
-            if isinstance(part, dict):
+            if isinstance(part, dict) and ("reasoning_content" in part or "reasoning" in part):
+                if exclude is None:
+                    exclude = _excluded(call.body)
                 found += len(map_reasoning(part, exclude))
         return found
 

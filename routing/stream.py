@@ -92,7 +92,9 @@ class OpenedStream:
             except UpstreamError as exc:
                 self._end("error", exc)
                 raise
-        self._observe(chunk)
+        before = len(self.text)
+        self._read(chunk)
+        self.carried_output = len(self.text) > before
         return chunk
 
     async def aclose(self) -> None:
@@ -106,11 +108,6 @@ class OpenedStream:
     def completion_text(self) -> str:
         """The output text handed out so far (content and reasoning deltas)."""
         return "".join(self.text)
-
-    def _observe(self, chunk: Chunk) -> None:
-        before = len(self.text)
-        self._read(chunk)
-        self.carried_output = len(self.text) > before
 
     def _read(self, chunk: Chunk) -> None:
         usage = chunk.usage
@@ -131,7 +128,7 @@ class OpenedStream:
             if isinstance(delta, dict):
                 for name in _TEXT_FIELDS:
                     text = delta.get(name)
-                    if isinstance(text, str) and text:
+                    if text and isinstance(text, str):
                         self.text.append(text)
                 calls = delta.get("tool_calls")
                 if isinstance(calls, list):
