@@ -19,7 +19,7 @@ from routing.attempts import Attempt, Skip
 StreamEnd = Literal["ok", "error", "cancelled"]
 # Delta fields whose text is output the upstream bills (llama.cpp's `reasoning_content` is
 # renamed by its adapter; both names are read so the count never depends on the adapter).
-_TEXT_FIELDS = ("content", "reasoning", "reasoning_content")
+_TEXT_FIELDS = frozenset({"content", "reasoning", "reasoning_content"})
 
 
 class OpenedStream:
@@ -125,14 +125,13 @@ class OpenedStream:
             if not isinstance(choice, dict):
                 continue
             delta = choice.get("delta")
-            if isinstance(delta, dict):
-                for name in _TEXT_FIELDS:
-                    text = delta.get(name)
-                    if text and isinstance(text, str):
-                        self.text.append(text)
-                calls = delta.get("tool_calls")
-                if isinstance(calls, list):
-                    self._tool_text(calls)
+            if delta and isinstance(delta, dict):
+                for name, value in delta.items():  # a delta has a field or two: no lookups
+                    if name in _TEXT_FIELDS:
+                        if value and isinstance(value, str):
+                            self.text.append(value)
+                    elif name == "tool_calls" and isinstance(value, list):
+                        self._tool_text(value)
             if self.native_finish_reason is None:
                 self.native_finish_reason = choice.get("finish_reason")
 
