@@ -28,6 +28,7 @@ from gateway.keys.periods import KEEP_AFTER_S, Periods, periods_at
 from gateway.keys.pico import to_pico
 from gateway.keys.record import ApiKey, LimitReset
 from gateway.resp import Batch, RespClient, RespError, lua_source
+from gateway.unit_of_work import UnitOfWork
 
 log = logging.getLogger("gateway.keys.limiter")
 RESETTLED_KEEP_S = 7 * 86_400  # how long a replayed settlement's marker is kept
@@ -109,12 +110,12 @@ class RedisLimiter:
         headers = rate_headers(rpm, int(first), int(second) // 1000) if rpm else {}
         return Hold(key, hold_id, amount, headers, at=at)
 
-    def settle_into(self, batch: Batch, hold: Hold, cost: Decimal, tokens: int) -> None:
+    def settle_into(self, work: UnitOfWork, hold: Hold, cost: Decimal, tokens: int) -> None:
         if hold.settled:
             return
         hold.settled = True
         command = self._settle.command(*self._settle_call(hold, cost, tokens))
-        batch.add(self._client, command, lambda reply: _settled(hold, reply))
+        work.add(self._client, command, lambda reply: _settled(hold, reply))
 
     def _settle_call(
         self, hold: Hold, cost: Decimal, tokens: int

@@ -1,6 +1,7 @@
 """Commands from several owners sent together: one write and one round trip per client.
 
-What the request path's end-of-request write goes through; not a transaction (no MULTI/EXEC).
+The RESP implementation of the end-of-request unit of work (`gateway.unit_of_work`); not a
+transaction (no MULTI/EXEC).
 """
 
 from __future__ import annotations
@@ -8,9 +9,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from gateway.resp.client import RespClient
 from gateway.resp.command import Command
 from gateway.resp.connection import (
     ConnectionFailed,
@@ -19,6 +19,9 @@ from gateway.resp.connection import (
     ReplyTimeout,
     RespError,
 )
+
+if TYPE_CHECKING:
+    from gateway.unit_of_work import Pipelined
 
 log = logging.getLogger("gateway.resp")
 
@@ -37,9 +40,9 @@ class Batch:
     __slots__ = ("_items",)
 
     def __init__(self) -> None:
-        self._items: list[tuple[RespClient, Command, Callable[[Any], None]]] = []
+        self._items: list[tuple[Pipelined, Command, Callable[[Any], None]]] = []
 
-    def add(self, client: RespClient, command: Command, on_reply: Callable[[Any], None]) -> None:
+    def add(self, client: Pipelined, command: Command, on_reply: Callable[[Any], None]) -> None:
         self._items.append((client, command, on_reply))
 
     async def send(self) -> None:
@@ -51,7 +54,7 @@ class Batch:
             replies = await _replies(first, [command for _, command, _ in items])
         else:
             replies = [None] * len(items)
-            groups: dict[RespClient, list[int]] = {}
+            groups: dict[Pipelined, list[int]] = {}
             for n, (client, _, _) in enumerate(items):
                 groups.setdefault(client, []).append(n)
             sent = [_replies(client, [items[n][1] for n in ns]) for client, ns in groups.items()]
@@ -70,7 +73,7 @@ class Batch:
             raise raised
 
 
-async def _replies(client: RespClient, commands: list[Command]) -> list[Any]:
+async def _replies(client: Pipelined, commands: list[Command]) -> list[Any]:
     try:
         replies = await client.pipeline(commands)
     except (ReplyTimeout, FailingFast) as exc:  # Redis is stalled or down: don't wait again
