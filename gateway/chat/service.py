@@ -29,8 +29,8 @@ from gateway.chat.relay import (
     usage_body,
 )
 from gateway.chat.request import ChatRequest
+from gateway.keys.caller import Caller
 from gateway.keys.limiter import Hold, Limiter
-from gateway.keys.record import ANONYMOUS, ApiKey
 from gateway.keys.worst_case import worst_case_of
 from gateway.ledger.events import GenerationEvent, LedgerSink
 from providers.errors import UpstreamError
@@ -40,16 +40,6 @@ from routing.executor import Executor, GenerationFailed, OpenedStream
 from routing.planner import Plan, Planner
 
 log = logging.getLogger("gateway.chat")
-
-
-@dataclass(frozen=True, slots=True)
-class Caller:
-    """Who sent the request: key and app attribution."""
-
-    api_key_id: str | None = None
-    app_referer: str | None = None
-    app_title: str | None = None
-    key: ApiKey = ANONYMOUS  # its limits and routing defaults
 
 
 @dataclass(slots=True)
