@@ -19,7 +19,6 @@ from gateway.chat.charges import charge, stream_usage
 from gateway.chat.recorder import Generation, Recorder, Spool, served_by
 from gateway.chat.relay import (
     SSE_DONE,
-    encode,
     error_chunk,
     first_finish_reason,
     normalize_finish_reason,
@@ -29,6 +28,7 @@ from gateway.chat.relay import (
     usage_body,
 )
 from gateway.chat.request import ChatRequest
+from gateway.json_encoding import encode
 from gateway.keys.caller import Caller
 from gateway.keys.limiter import Hold, Limiter
 from gateway.keys.worst_case import worst_case_of
@@ -74,10 +74,6 @@ class ChatService:
         if self._limiter is None or not caller.key.limited:
             return Hold(caller.key, "", 0)
         return await self._limiter.admit(caller.key, worst_case_of(plan))
-
-    async def _end(self, event: GenerationEvent, hold: Hold) -> None:
-        """The generation's one ledger event and its key's settlement (`Recorder.end`)."""
-        await self._recorder.end(event, hold)
 
     def _event(
         self,

@@ -9,10 +9,10 @@ from litestar.di import NamedDependency
 from litestar.params import QueryParameter
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gateway.chat.relay import encode
 from gateway.errors import BadRequest, NotFound
 from gateway.generations.queries import find_generation
 from gateway.generations.views import generation_body
+from gateway.json_encoding import encode
 from gateway.keys.caller import Caller
 
 GENERATION_PATHS = ["/api/v1/generation", "/v1/generation"]

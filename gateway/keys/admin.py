@@ -12,8 +12,8 @@ from litestar import Controller, Request, Response, delete, get, patch, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath
 
-from gateway.chat.relay import encode
 from gateway.errors import BadRequest, NotFound
+from gateway.json_encoding import encode
 from gateway.keys.guard import require_admin
 from gateway.keys.keyring import Keyring
 from gateway.keys.limiter import Limiter

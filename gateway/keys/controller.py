@@ -9,7 +9,7 @@ from __future__ import annotations
 from litestar import Response, get
 from litestar.di import NamedDependency
 
-from gateway.chat.relay import encode
+from gateway.json_encoding import encode
 from gateway.keys.keyring import Keyring
 from gateway.keys.record import ApiKey
 from gateway.keys.views import credits, current_key

@@ -12,9 +12,9 @@ from litestar import Request, Response, get
 from litestar.di import NamedDependency
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gateway.chat.relay import encode
 from gateway.edge import auth_required_of
 from gateway.errors import BadRequest
+from gateway.json_encoding import encode
 from gateway.keys.keyring import Keyring
 from gateway.reports.billing import FORMATS, GroupByError, billing_report, parse_group_by
 from gateway.reports.periods import PeriodError, activity_period, parse_month, parse_period

@@ -10,7 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from gateway.ledger.events import GenerationEvent
 from gateway.metrics.prometheus import GatewayMetrics, MeteredLedger
 from gateway.resp import Batch
-from tests.unit.ledger.factories import make_event
+from tests.unit.gateway.ledger.factories import make_event
 
 
 def _values(metrics: GatewayMetrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
