@@ -6,79 +6,38 @@ Not the parts themselves (`gateway.resources`) nor who the caller is (`gateway.k
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import TypeVar
 
 from litestar.datastructures import State
 from litestar.di import Provide
-from redis.asyncio import Redis
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.keys.caller import provide_api_key, provide_caller
-from gateway.keys.keyring import Keyring
-from gateway.ledger.lifecycle import Ledger
-from gateway.metrics.prometheus import GatewayMetrics
-from gateway.resources import resources_in
-from gateway.settings import Settings
-from providers.catalog import Catalog
-from providers.llamacpp_health import LlamaCppMonitor
-from routing.runtime import Routing
+from gateway.resources import Resources, resources_in
+
+T = TypeVar("T")
 
 
-def _settings(state: State) -> Settings:
-    return resources_in(state).settings
+def _part(read: Callable[[Resources], T]) -> Provide:
+    """A dependency reading one part of the app's resources."""
 
+    def provide(state: State) -> T:
+        return read(resources_in(state))
 
-def _catalog(state: State) -> Catalog:
-    return resources_in(state).catalog
-
-
-def _engine(state: State) -> AsyncEngine:
-    return resources_in(state).engine
-
-
-def _redis(state: State) -> Redis | None:
-    return resources_in(state).redis
-
-
-def _keyring(state: State) -> Keyring:
-    return resources_in(state).keys
-
-
-def _ledger(state: State) -> Ledger:
-    return resources_in(state).ledger
-
-
-def _routing(state: State) -> Routing | None:
-    return resources_in(state).routing
-
-
-def _llamacpp(state: State) -> LlamaCppMonitor | None:
-    return resources_in(state).llamacpp
-
-
-def _gateway_metrics(state: State) -> GatewayMetrics | None:
-    return resources_in(state).metrics
-
-
-def _endpoint_stats(state: State) -> dict[str, dict[str, Any]]:
-    return resources_in(state).endpoint_stats()
-
-
-def _sync(provider: Any) -> Provide:
-    return Provide(provider, sync_to_thread=False)
+    return Provide(provide, sync_to_thread=False)
 
 
 DEPENDENCIES: dict[str, Provide] = {
-    "settings": _sync(_settings),
-    "catalog": _sync(_catalog),
-    "engine": _sync(_engine),
-    "redis": _sync(_redis),
-    "keyring": _sync(_keyring),
-    "ledger": _sync(_ledger),
-    "routing": _sync(_routing),
-    "llamacpp": _sync(_llamacpp),
-    "gateway_metrics": _sync(_gateway_metrics),
-    "endpoint_stats": _sync(_endpoint_stats),
-    "caller": _sync(provide_caller),
-    "api_key": _sync(provide_api_key),
+    "settings": _part(lambda resources: resources.settings),
+    "catalog": _part(lambda resources: resources.catalog),
+    "engine": _part(lambda resources: resources.engine),
+    "redis": _part(lambda resources: resources.redis),
+    "keyring": _part(lambda resources: resources.keys),
+    "ledger": _part(lambda resources: resources.ledger),
+    "routing": _part(lambda resources: resources.routing),
+    "llamacpp": _part(lambda resources: resources.llamacpp),
+    "gateway_metrics": _part(lambda resources: resources.metrics),
+    "endpoint_stats": _part(lambda resources: resources.endpoint_stats()),
+    "caller": Provide(provide_caller, sync_to_thread=False),
+    "api_key": Provide(provide_api_key, sync_to_thread=False),
 }
