@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from litestar import Request
+from litestar.di import NamedDependency
 
 from gateway.edge import auth_required_of
 from gateway.keys.keyring import Keyring
@@ -45,11 +46,11 @@ def resolve_caller(
     )
 
 
-def provide_caller(request: Request[Any, Any, Any], keyring: Keyring) -> Caller:
+def provide_caller(request: Request[Any, Any, Any], keyring: NamedDependency[Keyring]) -> Caller:
     """The `caller` dependency: `resolve_caller` under the edge's policy for this address."""
     return resolve_caller(request.headers, keyring, auth_required_of(request.scope))
 
 
-def provide_api_key(caller: Caller) -> ApiKey:
+def provide_api_key(caller: NamedDependency[Caller]) -> ApiKey:
     """The `api_key` dependency: the caller's key (anonymous when auth is off and none given)."""
     return caller.key

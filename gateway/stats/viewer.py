@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from litestar import Request
+from litestar.di import NamedDependency
 
 from gateway.errors import Forbidden
 from gateway.keys.keyring import Keyring
@@ -20,7 +21,7 @@ class Viewer:
         return self.api_key_id is None
 
 
-def provide_viewer(request: Request[Any, Any, Any], keyring: Keyring) -> Viewer:
+def provide_viewer(request: Request[Any, Any, Any], keyring: NamedDependency[Keyring]) -> Viewer:
     """The admin token -> everything; an active API key -> its own traffic; else 401/403 as
     the admin API answers (the anonymous caller of an auth-off gateway sees nothing)."""
     authorization = request.headers.get("authorization")
