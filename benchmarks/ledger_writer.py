@@ -133,7 +133,7 @@ async def measure(
     profiler = cProfile.Profile(time.process_time) if profile else None
     try:
         await stream.emit(sample_event(0))
-        await writer._step(0)  # group, partitions, statements prepared
+        await writer.step(0)  # group, partitions, statements prepared
         for _ in range(repeats):
             for n in range(events):
                 await stream.emit(sample_event(n))
@@ -141,7 +141,7 @@ async def measure(
             if profiler:
                 profiler.enable()
             start = time.process_time()
-            while await writer._step(0):
+            while await writer.step(0):
                 writer._last_batch = -1e9
             used = time.process_time() - start
             if profiler:

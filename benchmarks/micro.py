@@ -248,7 +248,7 @@ async def redis_micros(redis_url: str, rounds: int, repeats: int) -> list[Micro]
         results.append(Micro("Redis: limiter admit (1 script call)", best, median, "client CPU"))
 
         async def end() -> None:
-            batch = Batch()  # as ChatService._end
+            batch = Batch()  # as Recorder.end
             stream.emit_into(batch, event)
             limiter.settle_into(batch, holds.pop(), Decimal("0.0000024"), 21)
             await batch.send()

@@ -7,33 +7,26 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from litestar import Litestar
-from litestar.datastructures import State
-from litestar.di import Provide
 from litestar.types import ControllerRouterHandler
 
 from gateway.catalog.controller import list_endpoints, list_models, list_providers
 from gateway.chat.controller import chat_completions
 from gateway.dashboard.controller import dashboard, dashboard_asset
+from gateway.dependencies import DEPENDENCIES
 from gateway.edge import EdgeGuard
 from gateway.errors import handle_exception
 from gateway.generations.controller import get_generation
 from gateway.health import health, ready
 from gateway.keys.admin import KeysAdminController
 from gateway.keys.controller import get_credits, get_current_key
-from gateway.keys.guard import provide_api_key
 from gateway.ledger.controller import ledger_status
 from gateway.logs import configure_logging
 from gateway.metrics.controller import metrics
 from gateway.openapi import openapi_route
 from gateway.reports.controller import activity, billing, statement
-from gateway.resources import Resources, open_resources
+from gateway.resources import open_resources
 from gateway.settings import Settings
 from gateway.stats.controller import StatsController
-
-
-def _resources(state: State) -> Resources:
-    resources: Resources = state.resources
-    return resources
 
 
 def create_app(settings: Settings | None = None, *, freeze_gc: bool = False) -> Litestar:
@@ -69,20 +62,16 @@ def create_app(settings: Settings | None = None, *, freeze_gc: bool = False) -> 
         statement,
         activity,
     ]
-    dependencies = {
-        "resources": Provide(_resources, sync_to_thread=False),
-        "api_key": Provide(provide_api_key, sync_to_thread=False),
-    }
     app = Litestar(
         route_handlers=[
             chat_completions,
             *handlers,
-            openapi_route(handlers, dependencies),
+            openapi_route(handlers, DEPENDENCIES),
             dashboard,  # pages, not API: left out of the OpenAPI document
             dashboard_asset,
         ],
         lifespan=[lifespan],
-        dependencies=dependencies,
+        dependencies=DEPENDENCIES,
         exception_handlers={Exception: handle_exception},
         request_max_body_size=settings.server.max_body_bytes,
         openapi_config=None,

@@ -8,11 +8,16 @@ from typing import Any
 
 from litestar import Response, get
 from litestar.di import NamedDependency
+from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gateway.resources import Resources
+from gateway.keys.keyring import Keyring
+from gateway.ledger.lifecycle import Ledger
+from providers.llamacpp_health import LlamaCppMonitor
+from routing.runtime import Routing
 
 READY_TIMEOUT_S = 2.0
 
@@ -22,39 +27,41 @@ def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-async def _check_db(resources: NamedDependency[Resources]) -> str:
+async def _check_db(engine: AsyncEngine) -> str:
     try:
-        async with asyncio.timeout(READY_TIMEOUT_S), resources.engine.connect() as conn:
+        async with asyncio.timeout(READY_TIMEOUT_S), engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
     except (SQLAlchemyError, OSError, TimeoutError) as exc:
         return f"unreachable: {type(exc).__name__}"
     return "ok"
 
 
-async def _check_redis(resources: NamedDependency[Resources]) -> str:
-    if resources.redis is None:
+async def _check_redis(redis: Redis | None) -> str:
+    if redis is None:
         return "in-process"
     try:
         async with asyncio.timeout(READY_TIMEOUT_S):
-            await resources.redis.ping()
+            await redis.ping()
     except (RedisError, OSError, TimeoutError) as exc:
         return f"unreachable: {type(exc).__name__}"
     return "ok"
 
 
-def _loops(resources: Resources) -> dict[str, str]:
+def _loops(
+    keyring: Keyring, ledger: Ledger, routing: Routing | None, llamacpp: LlamaCppMonitor | None
+) -> dict[str, str]:
     """Each background loop of this process by task name: "running", or why it stopped."""
-    tasks: list[asyncio.Task[None] | None] = [*resources.keys.tasks, resources.ledger.upkeep_task]
-    if resources.routing is not None:
-        tasks.append(resources.routing.live.task)
-    if resources.llamacpp is not None:
-        tasks.append(resources.llamacpp.task)
+    tasks: list[asyncio.Task[None] | None] = [*keyring.tasks, ledger.upkeep_task]
+    if routing is not None:
+        tasks.append(routing.live.task)
+    if llamacpp is not None:
+        tasks.append(llamacpp.task)
     loops: dict[str, str] = {}
     for task in tasks:
         if task is not None:
             loops[task.get_name()] = _state_of(task)
-    if resources.ledger.writer_here:
-        loops["ledger-writer"] = "running" if resources.ledger.writer.running else "stopped"
+    if ledger.writer_here:
+        loops["ledger-writer"] = "running" if ledger.writer.running else "stopped"
     return loops
 
 
@@ -68,17 +75,24 @@ def _state_of(task: asyncio.Task[None]) -> str:
 
 
 @get("/ready")
-async def ready(resources: NamedDependency[Resources]) -> Response[dict[str, Any]]:
-    db, redis = await asyncio.gather(_check_db(resources), _check_redis(resources))
-    loops = _loops(resources)
+async def ready(
+    engine: NamedDependency[AsyncEngine],
+    redis: NamedDependency[Redis | None],
+    keyring: NamedDependency[Keyring],
+    ledger: NamedDependency[Ledger],
+    routing: NamedDependency[Routing | None],
+    llamacpp: NamedDependency[LlamaCppMonitor | None],
+) -> Response[dict[str, Any]]:
+    db, redis_state = await asyncio.gather(_check_db(engine), _check_redis(redis))
+    loops = _loops(keyring, ledger, routing, llamacpp)
     stopped = sorted(name for name, state in loops.items() if state != "running")
-    spool = resources.ledger.spool
+    spool = ledger.spool
     spooling = spool is None or spool.accepting
-    ok = db == "ok" and redis in ("ok", "in-process") and not stopped and spooling
+    ok = db == "ok" and redis_state in ("ok", "in-process") and not stopped and spooling
     body: dict[str, Any] = {
         "status": "ready" if ok else "not ready",
         "database": db,
-        "redis": redis,
+        "redis": redis_state,
         "loops": loops,
     }
     if stopped:

@@ -15,7 +15,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.types import ControllerRouterHandler
 
 from gateway.chat.controller import CHAT_PATHS
-from gateway.chat.relay import encode
+from gateway.json_encoding import encode
 
 OPENAPI_PATHS = ["/api/v1/openapi.json", "/v1/openapi.json"]
 TITLE = "llm-routing-gateway"

@@ -1,6 +1,7 @@
 """Everything the app holds open for its lifetime, built and closed by the lifespan.
 
-Controllers reach it through the `resources` dependency; there are no module globals.
+Routes receive the parts they use as dependencies (`gateway.dependencies`); the chat route and
+the guards reach them through `resources_in`, the one typed accessor. No module globals.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from litestar.datastructures import State
 from redis.asyncio import BlockingConnectionPool, Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -25,14 +27,11 @@ from gateway.resp import RespClient
 from gateway.settings import Settings
 from gateway.upstreams import open_transports
 from providers.catalog import Catalog, load_catalog
-from providers.http1 import HttpClient
 from providers.llamacpp import LlamaCppProvider
 from providers.llamacpp_health import LlamaCppMonitor
 from providers.openai_compatible import OpenAICompatibleProvider
-from providers.provider import Provider, Timeouts
+from providers.provider import Provider
 from providers.tokenizer import warm as warm_tokenizer
-from routing.executor import Executor
-from routing.planner import Planner
 from routing.runtime import Routing, RoutingConfig, open_routing
 
 REDIS_POOL_SIZE = 64  # redis-py connections per worker (background users); more commands wait
@@ -43,10 +42,6 @@ REDIS_POOL_WAIT_S = 10.0  # a command that waits longer for a connection fails
 class Resources:
     settings: Settings
     catalog: Catalog
-    http: HttpClient
-    providers: dict[str, Provider]
-    planner: Planner
-    executor: Executor
     chat: ChatService
     engine: AsyncEngine
     redis: Redis | None
@@ -65,6 +60,12 @@ class Resources:
         return stats
 
 
+def resources_in(state: State) -> Resources:
+    """The app's resources, as the lifespan stored them in its state."""
+    resources: Resources = state.resources
+    return resources
+
+
 def make_engine(settings: Settings) -> AsyncEngine:
     db = settings.database
     if db.is_sqlite:
@@ -75,16 +76,6 @@ def make_engine(settings: Settings) -> AsyncEngine:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         return create_async_engine(db.database_url)
     return create_async_engine(db.database_url, pool_size=db.database_pool_size, pool_pre_ping=True)
-
-
-def timeouts_of(settings: Settings) -> Timeouts:
-    r = settings.routing
-    return Timeouts(
-        connect=r.connect_timeout_s,
-        first_token=r.first_token_timeout_s,
-        total=r.total_timeout_s,
-        idle=r.idle_timeout_s,
-    )
 
 
 @asynccontextmanager
@@ -149,10 +140,6 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
         yield Resources(
             settings,
             catalog,
-            http,
-            providers,
-            planner,
-            executor,
             chat,
             engine,
             redis,

@@ -181,8 +181,8 @@ class LlamaCppProvider(OpenAICompatibleProvider):
 
     kind = "llamacpp"
 
-    def _headers(self, call: UpstreamCall) -> dict[str, str]:
-        headers = super()._headers(call)
+    def request_headers(self, call: UpstreamCall) -> dict[str, str]:
+        headers = super().request_headers(call)
         if call.body.get("stream") is True:
             # llama-server closes the connection after every stream while saying keep-alive;
             # asking for close keeps the pool from reusing a socket that is about to die.

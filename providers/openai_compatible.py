@@ -223,7 +223,7 @@ class OpenAICompatibleProvider:
         return await self._transport(endpoint).request(
             "POST",
             f"{endpoint.url}/chat/completions",
-            self._headers(call),
+            self.request_headers(call),
             body,
             http_timeouts(call.timeouts, streamed),
             endpoint.keepalive_s,
@@ -239,7 +239,8 @@ class OpenAICompatibleProvider:
         task.add_done_callback(self._finishing.discard)
         return True
 
-    def _headers(self, call: UpstreamCall) -> dict[str, str]:
+    def request_headers(self, call: UpstreamCall) -> dict[str, str]:
+        """The headers sent upstream (with the endpoint's secret); adapters may add to them."""
         headers = {"Content-Type": "application/json", **call.endpoint.headers}
         if call.secret is not None:
             headers["Authorization"] = f"Bearer {call.secret.reveal()}"

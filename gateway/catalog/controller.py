@@ -10,25 +10,25 @@ from litestar.params import FromPath
 
 from gateway.catalog.views import ARCHITECTURE, endpoint_entry, model_entry, provider_entries
 from gateway.errors import NotFound
-from gateway.resources import Resources
+from providers.catalog import Catalog
 
 
 @get(["/v1/models", "/api/v1/models"], sync_to_thread=False)
-def list_models(resources: NamedDependency[Resources]) -> dict[str, Any]:
-    catalog = resources.catalog
+def list_models(catalog: NamedDependency[Catalog]) -> dict[str, Any]:
     return {"data": [model_entry(catalog, m) for m in catalog.models.values()]}
 
 
 @get("/api/v1/models/{author:str}/{slug:str}/endpoints", sync_to_thread=False)
 def list_endpoints(
-    author: FromPath[str], slug: FromPath[str], resources: NamedDependency[Resources]
+    author: FromPath[str],
+    slug: FromPath[str],
+    catalog: NamedDependency[Catalog],
+    endpoint_stats: NamedDependency[dict[str, dict[str, Any]]],
 ) -> dict[str, Any]:
-    catalog = resources.catalog
     model_id = f"{author}/{slug}"
     model = catalog.models.get(model_id)
     if model is None:
         raise NotFound(f"model {model_id!r} is not in the catalog", metadata={"model": model_id})
-    stats = resources.endpoint_stats()
     return {
         "data": {
             "id": model.id,
@@ -37,7 +37,7 @@ def list_endpoints(
             "description": model.description,
             "architecture": ARCHITECTURE,
             "endpoints": [
-                endpoint_entry(catalog, e, stats.get(e.id))
+                endpoint_entry(catalog, e, endpoint_stats.get(e.id))
                 for e in catalog.by_model.get(model_id, ())
             ],
         }
@@ -45,6 +45,6 @@ def list_endpoints(
 
 
 @get(["/api/v1/providers", "/v1/providers"], sync_to_thread=False)
-def list_providers(resources: NamedDependency[Resources]) -> dict[str, Any]:
+def list_providers(catalog: NamedDependency[Catalog]) -> dict[str, Any]:
     """The catalog's providers in OpenRouter's shape, with the gateway's endpoint counts."""
-    return {"data": provider_entries(resources.catalog)}
+    return {"data": provider_entries(catalog)}

@@ -7,49 +7,26 @@ request/response machinery cost 35-65 µs of CPU a request on the hottest route
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import replace
-from typing import Any, cast
+from typing import cast
 
-from litestar import Request, asgi
+from litestar import asgi
 from litestar.exceptions import MethodNotAllowedException
 from litestar.types import HTTPScope, Receive, Scope, Send
 
 from gateway.chat.asgi import headers_of, is_json, read_body, send_bytes, send_no_content
 from gateway.chat.keepalive import stream_with_keepalive
 from gateway.chat.request import decode_chat_request
-from gateway.chat.service import Caller
 from gateway.edge import auth_required_of
 from gateway.errors import UnsupportedMediaType
-from gateway.keys.keyring import Keyring
+from gateway.keys.caller import resolve_caller
 from gateway.keys.preferences import route_for_key
-from gateway.limits import MAX_APP_CHARS
-from gateway.resources import Resources
-from gateway.text import clean_text
+from gateway.resources import resources_in
 
 CHAT_PATHS = ["/v1/chat/completions", "/api/v1/chat/completions"]
 # The Allow headers Litestar sends for a POST-only route: on a 405, and on OPTIONS (sorted).
 NOT_ALLOWED = {"Allow": "POST, OPTIONS"}
 OPTIONS = {"Allow": "OPTIONS, POST"}
-
-
-def caller_of(request: Request[Any, Any, Any]) -> Caller:
-    """The caller of a Litestar request (the routes other than this one)."""
-    resources: Resources = request.app.state.resources
-    return caller_from(request.headers, resources.keys, auth_required_of(request.scope))
-
-
-def caller_from(headers: Mapping[str, str], keys: Keyring, required: bool | None = None) -> Caller:
-    """The authenticated caller (401 per the auth policy) and its app attribution."""
-    key = keys.authenticate(headers.get("authorization"), required)
-    referer = headers.get("http-referer") or headers.get("referer")
-    title = headers.get("x-title") or headers.get("x-openrouter-title")
-    return Caller(
-        api_key_id=key.id,
-        app_referer=None if referer is None else clean_text(referer, MAX_APP_CHARS),
-        app_title=None if title is None else clean_text(title, MAX_APP_CHARS),
-        key=key,
-    )
 
 
 @asgi(CHAT_PATHS, copy_scope=False)
@@ -61,10 +38,10 @@ async def chat_completions(scope: Scope, receive: Receive, send: Send) -> None:
         return
     if method != "POST":
         raise MethodNotAllowedException(headers=NOT_ALLOWED)
-    resources: Resources = http["litestar_app"].state.resources
+    resources = resources_in(http["litestar_app"].state)
     headers = headers_of(http)
     required = auth_required_of(http)
-    caller = caller_from(headers, resources.keys, required)
+    caller = resolve_caller(headers, resources.keys, required)
     if required is False and not is_json(headers.get("content-type")):
         # Without auth, a body a browser may send cross-site without asking (text/plain,
         # forms) is never parsed: only JSON, which needs a CORS preflight.

@@ -18,7 +18,7 @@ from gateway.chat.charges import endpoint_of, prompt_charge
 from gateway.keys.limiter import Hold, Limiter, Settlement
 from gateway.ledger.events import GenerationEvent, LedgerSink
 from gateway.ledger.stream import LedgerUnavailable
-from gateway.resp import Batch
+from gateway.unit_of_work import new_unit_of_work
 from providers.catalog import Endpoint
 from providers.price_version import price_version
 from routing.attempts import Attempt
@@ -62,12 +62,12 @@ class Recorder:
     async def end(self, event: GenerationEvent, hold: Hold) -> None:
         """Raises `LedgerUnavailable` only if the event was neither queued nor spooled; a
         failed settlement is only logged (the ledger has the cost)."""
-        batch = Batch()
-        self._ledger.emit_into(batch, event)
+        work = new_unit_of_work()
+        self._ledger.emit_into(work, event)
         if self._limiter is not None:
-            self._limiter.settle_into(batch, hold, event.cost.total, event.usage.total_tokens)
+            self._limiter.settle_into(work, hold, event.cost.total, event.usage.total_tokens)
         try:
-            await batch.send()
+            await work.send()
         except LedgerUnavailable:
             if self._spool is None:
                 raise

@@ -7,16 +7,13 @@ from __future__ import annotations
 
 import os
 import time
-from decimal import Decimal
 from typing import Any
 
-import msgspec
-
 from gateway.errors import error_object
+from gateway.json_encoding import encode, json_numbers
 from providers.pricing import Cost
 from providers.usage import Usage
 
-encode = msgspec.json.Encoder().encode
 FINISH_REASONS = frozenset({"stop", "length", "tool_calls", "content_filter", "error"})
 
 
@@ -24,20 +21,8 @@ def new_generation_id() -> str:
     return f"gen-{int(time.time())}-{os.urandom(10).hex()}"
 
 
-def json_number(value: Decimal) -> msgspec.Raw:
-    """An exact decimal as a plain JSON number (`0.00000075`, never `7.5E-7`)."""
-    return msgspec.Raw(format(value.normalize(), "f").encode())
-
-
-def _numbers(tree: dict[str, Any]) -> dict[str, Any]:
-    return {
-        k: json_number(v) if isinstance(v, Decimal) else _numbers(v) if isinstance(v, dict) else v
-        for k, v in tree.items()
-    }
-
-
 def usage_body(usage: Usage, cost: Cost) -> dict[str, Any]:
-    return {**usage.to_openai(), **_numbers(cost.to_openrouter())}
+    return {**usage.to_openai(), **json_numbers(cost.to_openrouter())}
 
 
 def normalize_finish_reason(native: Any) -> str | None:

@@ -19,7 +19,6 @@ from gateway.chat.charges import charge, stream_usage
 from gateway.chat.recorder import Generation, Recorder, Spool, served_by
 from gateway.chat.relay import (
     SSE_DONE,
-    encode,
     error_chunk,
     first_finish_reason,
     normalize_finish_reason,
@@ -29,8 +28,9 @@ from gateway.chat.relay import (
     usage_body,
 )
 from gateway.chat.request import ChatRequest
+from gateway.json_encoding import encode
+from gateway.keys.caller import Caller
 from gateway.keys.limiter import Hold, Limiter
-from gateway.keys.record import ANONYMOUS, ApiKey
 from gateway.keys.worst_case import worst_case_of
 from gateway.ledger.events import GenerationEvent, LedgerSink
 from providers.errors import UpstreamError
@@ -40,16 +40,6 @@ from routing.executor import Executor, GenerationFailed, OpenedStream
 from routing.planner import Plan, Planner
 
 log = logging.getLogger("gateway.chat")
-
-
-@dataclass(frozen=True, slots=True)
-class Caller:
-    """Who sent the request: key and app attribution."""
-
-    api_key_id: str | None = None
-    app_referer: str | None = None
-    app_title: str | None = None
-    key: ApiKey = ANONYMOUS  # its limits and routing defaults
 
 
 @dataclass(slots=True)
@@ -84,10 +74,6 @@ class ChatService:
         if self._limiter is None or not caller.key.limited:
             return Hold(caller.key, "", 0)
         return await self._limiter.admit(caller.key, worst_case_of(plan))
-
-    async def _end(self, event: GenerationEvent, hold: Hold) -> None:
-        """The generation's one ledger event and its key's settlement (`Recorder.end`)."""
-        await self._recorder.end(event, hold)
 
     def _event(
         self,

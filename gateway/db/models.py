@@ -109,7 +109,19 @@ class AttemptRow(Base):
     ttft_ms: Mapped[float | None] = mapped_column(Float)
 
 
-class UsageHourlyRow(Base):
+class UsageSums:
+    """The token and cost sums both usage rollups keep, after their own columns."""
+
+    prompt_tokens: Mapped[int] = mapped_column(BigInteger)
+    completion_tokens: Mapped[int] = mapped_column(BigInteger)
+    cached_tokens: Mapped[int] = mapped_column(BigInteger)
+    cache_write_tokens: Mapped[int] = mapped_column(BigInteger)
+    reasoning_tokens: Mapped[int] = mapped_column(BigInteger)
+    cost: Mapped[Decimal] = mapped_column(Money)
+    cache_discount: Mapped[Decimal] = mapped_column(Money)
+
+
+class UsageHourlyRow(UsageSums, Base):
     """Sums per (hour, key, model, provider, app): what dashboards and billing read.
 
     Empty string, not NULL, stands for "none" in key columns so they can form the primary key.
@@ -127,18 +139,12 @@ class UsageHourlyRow(Base):
     errors: Mapped[int] = mapped_column(BigInteger)
     cancelled: Mapped[int] = mapped_column(BigInteger)
     attempts: Mapped[int] = mapped_column(BigInteger)
-    prompt_tokens: Mapped[int] = mapped_column(BigInteger)
-    completion_tokens: Mapped[int] = mapped_column(BigInteger)
-    cached_tokens: Mapped[int] = mapped_column(BigInteger)
-    cache_write_tokens: Mapped[int] = mapped_column(BigInteger)
-    reasoning_tokens: Mapped[int] = mapped_column(BigInteger)
-    cost: Mapped[Decimal] = mapped_column(Money)
-    cache_discount: Mapped[Decimal] = mapped_column(Money)
-    upstream_cost: Mapped[Decimal] = mapped_column(Money)
-    latency_ms_sum: Mapped[float] = mapped_column(Float)
+    # After the shared sums (`UsageSums`), as the migration created them.
+    upstream_cost: Mapped[Decimal] = mapped_column(Money, sort_order=1)
+    latency_ms_sum: Mapped[float] = mapped_column(Float, sort_order=1)
 
 
-class UsageDailyRow(Base):
+class UsageDailyRow(UsageSums, Base):
     """Exact sums per (UTC day, key, app, model, provider, endpoint, price version): what the
     billing reports and activity read, so they never scan generations.
 
@@ -158,13 +164,6 @@ class UsageDailyRow(Base):
     requests: Mapped[int] = mapped_column(BigInteger)
     errors: Mapped[int] = mapped_column(BigInteger)
     cancelled: Mapped[int] = mapped_column(BigInteger)
-    prompt_tokens: Mapped[int] = mapped_column(BigInteger)
-    completion_tokens: Mapped[int] = mapped_column(BigInteger)
-    cached_tokens: Mapped[int] = mapped_column(BigInteger)
-    cache_write_tokens: Mapped[int] = mapped_column(BigInteger)
-    reasoning_tokens: Mapped[int] = mapped_column(BigInteger)
-    cost: Mapped[Decimal] = mapped_column(Money)
-    cache_discount: Mapped[Decimal] = mapped_column(Money)
 
 
 class PriceVersionRow(Base):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.chat.relay import json_number
 from gateway.generations.queries import GenerationRecord
+from gateway.json_encoding import json_number
 
 
 def _ms(value: float | None) -> float | None:

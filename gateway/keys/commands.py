@@ -18,6 +18,7 @@ from sqlalchemy import pool
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from gateway.commands import CommandError, database_url, reported
 from gateway.db.urls import is_sqlite, prepare_sqlite_path
 from gateway.keys.hashing import label_of
 from gateway.keys.keyring import changes_channel
@@ -27,17 +28,13 @@ from gateway.keys.refresh import announce
 from gateway.keys.schemas import KeyPatch, KeySpec
 from gateway.keys.store import KeyStore
 from gateway.redis_options import background_redis
-from gateway.settings import DatabaseSettings, RedisSettings
+from gateway.settings import RedisSettings
 from routing.preferences import MODES, ProviderPreferences
 
 _T = TypeVar("_T")
 NONE = "none"  # given to `update`, clears an optional setting
 CLEAR = object()  # what a "none" option parses to
 _encode = msgspec.json.Encoder(decimal_format="number").encode
-
-
-class CommandError(Exception):
-    """A user mistake the command reports in one line (exit status 1)."""
 
 
 def _money(text: str) -> object:
@@ -172,14 +169,9 @@ async def _announce() -> None:
         await redis.aclose()
 
 
-def _database_url(args: argparse.Namespace) -> str:
-    url: str = args.database_url or DatabaseSettings().database_url
-    return url
-
-
 def _write_key(args: argparse.Namespace, action: Callable[[KeyStore], Awaitable[_T]]) -> _T:
     async def run() -> _T:
-        result = await _with_store(_database_url(args), action)
+        result = await _with_store(database_url(args), action)
         if result is not None:
             await _announce()
         return result
@@ -202,7 +194,7 @@ def _create(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    listed = asyncio.run(_with_store(_database_url(args), lambda store: store.list_keys()))
+    listed = asyncio.run(_with_store(database_url(args), lambda store: store.list_keys()))
     if args.json:
         _write(_encode({"data": [_row(key) for key in listed]}).decode())
     else:
@@ -212,7 +204,7 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _show_one(args: argparse.Namespace) -> int:
-    key = asyncio.run(_with_store(_database_url(args), lambda store: store.get(args.key_id)))
+    key = asyncio.run(_with_store(database_url(args), lambda store: store.get(args.key_id)))
     if key is None:
         raise CommandError(f"no key {args.key_id!r}")
     _show(key, args.json)
@@ -257,17 +249,6 @@ def _delete(args: argparse.Namespace) -> int:
     return 0
 
 
-def _reported(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    def run(args: argparse.Namespace) -> int:
-        try:
-            return command(args)
-        except CommandError as exc:
-            sys.stderr.write(f"gateway keys: {exc}\n")
-            return 1
-
-    return run
-
-
 def add_subcommands(keys: argparse.ArgumentParser) -> None:
     """`gateway keys <create|list|show|update|disable|enable|delete>`."""
     sub = keys.add_subparsers(dest="keys_command", required=True)
@@ -278,7 +259,7 @@ def add_subcommands(keys: argparse.ArgumentParser) -> None:
         parser = sub.add_parser(name, help=help_text)
         parser.add_argument("--database-url", default=None, help="default: DATABASE_URL")
         parser.add_argument("--json", action="store_true", help="print JSON")
-        parser.set_defaults(func=_reported(func))
+        parser.set_defaults(func=reported("keys", func))
         return parser
 
     _key_options(command("create", "create a key; prints its secret once", _create), creating=True)

@@ -9,10 +9,10 @@ from __future__ import annotations
 from litestar import Response, get
 from litestar.di import NamedDependency
 
-from gateway.chat.relay import encode
+from gateway.json_encoding import encode
+from gateway.keys.keyring import Keyring
 from gateway.keys.record import ApiKey
 from gateway.keys.views import credits, current_key
-from gateway.resources import Resources
 
 KEY_PATHS = ["/api/v1/key", "/v1/key"]
 CREDITS_PATHS = ["/api/v1/credits", "/v1/credits"]
@@ -20,16 +20,16 @@ CREDITS_PATHS = ["/api/v1/credits", "/v1/credits"]
 
 @get(KEY_PATHS)
 async def get_current_key(
-    api_key: NamedDependency[ApiKey], resources: NamedDependency[Resources]
+    api_key: NamedDependency[ApiKey], keyring: NamedDependency[Keyring]
 ) -> Response[bytes]:
-    usage = await resources.keys.limiter.usage(api_key)
+    usage = await keyring.limiter.usage(api_key)
     return Response(encode(current_key(api_key, usage)), media_type="application/json")
 
 
 @get(CREDITS_PATHS)
 async def get_credits(
-    api_key: NamedDependency[ApiKey], resources: NamedDependency[Resources]
+    api_key: NamedDependency[ApiKey], keyring: NamedDependency[Keyring]
 ) -> Response[bytes]:
     """OpenRouter's credits for the caller's key: its limit as `total_credits`, its usage."""
-    usage = await resources.keys.limiter.usage(api_key)
+    usage = await keyring.limiter.usage(api_key)
     return Response(encode(credits(api_key, usage)), media_type="application/json")

@@ -1,30 +1,24 @@
-"""Who is calling: the authenticated key as a dependency, and the admin-token guard.
+"""The guards: the admin token for the admin API, a reader (key or admin token) for ledger
+status and metrics. Dict lookups against the key cache; no database.
 
-Both are dict lookups against the key cache; neither touches the database.
+Not the caller of a route (`gateway.keys.caller`).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from litestar import Request
 from litestar.connection import ASGIConnection
 from litestar.handlers import BaseRouteHandler
 
 from gateway.edge import auth_required_of
 from gateway.keys.keyring import Keyring
-from gateway.keys.record import ApiKey
+from gateway.resources import resources_in
 
 
 def keyring_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Keyring:
-    keyring: Keyring = connection.app.state.resources.keys
-    return keyring
-
-
-def provide_api_key(request: Request[Any, Any, Any]) -> ApiKey:
-    """The `api_key` dependency: the caller's key (anonymous when auth is off and none given)."""
-    required = auth_required_of(request.scope)
-    return keyring_of(request).authenticate(request.headers.get("authorization"), required)
+    """Guards take no dependencies: they reach the keyring through the typed accessor."""
+    return resources_in(connection.app.state).keys
 
 
 def require_admin(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:

@@ -9,13 +9,15 @@ import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from gateway.errors import GatewayError, PaymentRequired, RateLimited
 from gateway.keys.periods import next_reset
 from gateway.keys.pico import from_pico, to_pico
 from gateway.keys.record import ApiKey
-from gateway.resp import Batch
+
+if TYPE_CHECKING:
+    from gateway.unit_of_work import UnitOfWork
 
 WINDOW_S = 60.0  # rate limits are per minute
 HOLD_TTL_S = 960.0  # a hold left by a crashed request is released after this long
@@ -85,9 +87,10 @@ class Limiter(Protocol):
         """Release the hold, add the real cost and tokens; a second call does nothing."""
         ...
 
-    def settle_into(self, batch: Batch, hold: Hold, cost: Decimal, tokens: int) -> None:
-        """`settle`, as a command in the end-of-request batch (or at once, if it needs no I/O).
-        A failure is logged, never raised: the answer is complete and the ledger has the cost."""
+    def settle_into(self, work: UnitOfWork, hold: Hold, cost: Decimal, tokens: int) -> None:
+        """`settle`, as a write in the end-of-request unit of work (or at once, if it needs no
+        I/O). A failure is logged, never raised: the answer is complete and the ledger has the
+        cost."""
         ...
 
     async def usage(self, key: ApiKey) -> KeyUsage: ...

@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 from gateway.keys.limiter import (
     HOLD_TTL_S,
@@ -23,7 +24,9 @@ from gateway.keys.periods import periods_at
 from gateway.keys.pico import to_pico
 from gateway.keys.rates import check_requests, check_tokens, spend_tokens
 from gateway.keys.record import ApiKey
-from gateway.resp import Batch
+
+if TYPE_CHECKING:
+    from gateway.unit_of_work import UnitOfWork
 
 
 class InProcessLimiter:
@@ -85,8 +88,8 @@ class InProcessLimiter:
     async def settle(self, hold: Hold, cost: Decimal, tokens: int) -> None:
         self._settle(hold, cost, tokens)
 
-    def settle_into(self, batch: Batch, hold: Hold, cost: Decimal, tokens: int) -> None:
-        self._settle(hold, cost, tokens)  # nothing here waits: settled now, the batch untouched
+    def settle_into(self, work: UnitOfWork, hold: Hold, cost: Decimal, tokens: int) -> None:
+        self._settle(hold, cost, tokens)  # nothing here waits: settled now, `work` untouched
 
     def _settle(self, hold: Hold, cost: Decimal, tokens: int) -> None:
         if hold.settled:

@@ -27,7 +27,8 @@ from gateway.keys.limiter import (
 from gateway.keys.periods import KEEP_AFTER_S, Periods, periods_at
 from gateway.keys.pico import to_pico
 from gateway.keys.record import ApiKey, LimitReset
-from gateway.resp import Batch, RespClient, RespError
+from gateway.resp import Batch, RespClient, RespError, lua_source
+from gateway.unit_of_work import UnitOfWork
 
 log = logging.getLogger("gateway.keys.limiter")
 RESETTLED_KEEP_S = 7 * 86_400  # how long a replayed settlement's marker is kept
@@ -36,121 +37,9 @@ RESETTLED_KEEP_S = 7 * 86_400  # how long a replayed settlement's marker is kept
 # per-key set is trimmed every ~16 settles, so it holds about a minute of that key's requests.
 SETTLED_KEEP_MS = 60_000
 
-_LUA_PRELUDE = """
-local window = 60000000
-local function clock()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000000 + tonumber(t[2])
-end
-local function int(x) return string.format('%.0f', x) end
-local function split(s)
-  local neg = string.sub(s, 1, 1) == '-'
-  if neg then s = string.sub(s, 2) end
-  local n = string.len(s)
-  local hi, lo = 0, tonumber(s)
-  if n > 9 then
-    hi, lo = tonumber(string.sub(s, 1, n - 9)), tonumber(string.sub(s, n - 8))
-  end
-  if neg then return -hi, -lo end
-  return hi, lo
-end
-"""
-
-# KEYS: request tat, token tat, spend counter, held total, holds hash, holds expiry zset
-# ARGV: rpm, tpm (0: none), limit pico ('': none), amount pico, hold id, hold ttl ms
-ADMIT = (
-    _LUA_PRELUDE
-    + """
-local now = clock()
-local expired = redis.call('ZRANGEBYSCORE', KEYS[6], '-inf', int(now), 'LIMIT', 0, 1000)
-for _, id in ipairs(expired) do
-  local amount = redis.call('HGET', KEYS[5], id)
-  if amount then
-    redis.call('DECRBY', KEYS[4], amount)
-    redis.call('HDEL', KEYS[5], id)
-  end
-  redis.call('ZREM', KEYS[6], id)
-end
-local rpm, tpm = tonumber(ARGV[1]), tonumber(ARGV[2])
-local request_tat, remaining, reset = nil, -1, 0
-if rpm > 0 then
-  local step = math.max(math.floor(window / rpm), 1)
-  local tat = math.max(tonumber(redis.call('GET', KEYS[1]) or now), now)
-  local retry = tat + step - window - now
-  if retry > 0 then return {'requests', int(retry), int(now)} end
-  request_tat = tat + step
-  remaining = math.floor((window - (request_tat - now)) / step)
-  reset = request_tat
-end
-if tpm > 0 then
-  local tat = math.max(tonumber(redis.call('GET', KEYS[2]) or now), now)
-  local retry = tat - window - now
-  if retry >= 0 then return {'tokens', int(math.max(retry, 1)), int(now)} end
-end
-if ARGV[3] ~= '' then
-  local used = redis.call('GET', KEYS[3]) or '0'
-  local held = redis.call('GET', KEYS[4]) or '0'
-  local h1, l1 = split(used)
-  local h2, l2 = split(held)
-  local h3, l3 = split(ARGV[4])
-  local h4, l4 = split(ARGV[3])
-  local hi, lo = h1 + h2 + h3 - h4, l1 + l2 + l3 - l4
-  local carry = math.floor(lo / 1e9)
-  hi, lo = hi + carry, lo - carry * 1e9
-  if hi > 0 or (hi == 0 and lo > 0) then return {'spend', used, held} end
-  local ttl = tonumber(ARGV[6])
-  redis.call('HSET', KEYS[5], ARGV[5], ARGV[4])
-  redis.call('ZADD', KEYS[6], int(now + ttl * 1000), ARGV[5])
-  redis.call('INCRBY', KEYS[4], ARGV[4])
-  for i = 4, 6 do redis.call('PEXPIRE', KEYS[i], ttl + 60000) end
-end
-if request_tat then
-  redis.call('SET', KEYS[1], int(request_tat), 'PX', math.ceil((request_tat - now) / 1000) + 1000)
-end
-return {'ok', int(remaining), int(reset)}
-"""
-)
-
-# KEYS: held total, holds hash, holds expiry zset, token tat, spend total, day, week, month,
-#       settled zset
-# ARGV: hold id ('': none), cost pico, tokens, tpm (0: none), keep ms for day, week, month,
-#       settle id, settled keep ms
-# Idempotent per settle id (random hex): a batch re-sent after an ambiguous drop doesn't
-# charge twice.
-SETTLE = (
-    _LUA_PRELUDE
-    + """
-local settled_at = clock()
-if redis.call('ZADD', KEYS[9], 'NX', int(settled_at), ARGV[8]) == 0 then return 0 end
-if string.sub(ARGV[8], -1) == '0' then  -- ids are random hex: trimmed every ~16 settles
-  redis.call('ZREMRANGEBYSCORE', KEYS[9], '-inf', int(settled_at - tonumber(ARGV[9]) * 1000))
-  redis.call('PEXPIRE', KEYS[9], ARGV[9])  -- a key that goes quiet doesn't keep its ids for ever
-end
-if ARGV[1] ~= '' then
-  local amount = redis.call('HGET', KEYS[2], ARGV[1])
-  if amount then
-    redis.call('DECRBY', KEYS[1], amount)
-    redis.call('HDEL', KEYS[2], ARGV[1])
-  end
-  redis.call('ZREM', KEYS[3], ARGV[1])
-end
-if ARGV[2] ~= '0' then
-  redis.call('INCRBY', KEYS[5], ARGV[2])
-  for i = 6, 8 do
-    redis.call('INCRBY', KEYS[i], ARGV[2])
-    redis.call('PEXPIRE', KEYS[i], ARGV[i - 1])
-  end
-end
-local tpm, tokens = tonumber(ARGV[4]), tonumber(ARGV[3])
-if tpm > 0 and tokens > 0 then
-  local now = settled_at
-  local tat = math.max(tonumber(redis.call('GET', KEYS[4]) or now), now)
-  tat = tat + math.ceil(tokens * window / tpm)
-  redis.call('SET', KEYS[4], int(tat), 'PX', math.ceil((tat - now) / 1000) + 1000)
-end
-return 1
-"""
-)
+# The scripts' sources (KEYS and ARGV documented in each file), read once at import.
+ADMIT = lua_source("gateway.keys", "lua/prelude.lua", "lua/admit.lua")
+SETTLE = lua_source("gateway.keys", "lua/prelude.lua", "lua/settle.lua")
 
 
 # Every Redis key of one API key; the `{id}` hash tag keeps them in one cluster slot. The names
@@ -221,12 +110,12 @@ class RedisLimiter:
         headers = rate_headers(rpm, int(first), int(second) // 1000) if rpm else {}
         return Hold(key, hold_id, amount, headers, at=at)
 
-    def settle_into(self, batch: Batch, hold: Hold, cost: Decimal, tokens: int) -> None:
+    def settle_into(self, work: UnitOfWork, hold: Hold, cost: Decimal, tokens: int) -> None:
         if hold.settled:
             return
         hold.settled = True
         command = self._settle.command(*self._settle_call(hold, cost, tokens))
-        batch.add(self._client, command, lambda reply: _settled(hold, reply))
+        work.add(self._client, command, lambda reply: _settled(hold, reply))
 
     def _settle_call(
         self, hold: Hold, cost: Decimal, tokens: int

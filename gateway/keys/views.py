@@ -10,7 +10,7 @@ from typing import Any
 
 import msgspec
 
-from gateway.chat.relay import json_number
+from gateway.json_encoding import json_number
 from gateway.keys.hashing import MintedSecret, label_of
 from gateway.keys.limiter import KeyUsage
 from gateway.keys.pico import from_pico

@@ -9,9 +9,9 @@ from litestar import get
 from litestar.di import NamedDependency
 
 from gateway.keys.guard import require_reader
-from gateway.resources import Resources
+from gateway.ledger.lifecycle import Ledger
 
 
 @get("/api/v1/ledger/status", guards=[require_reader])
-async def ledger_status(resources: NamedDependency[Resources]) -> dict[str, Any]:
-    return (await resources.ledger.status()).as_dict()
+async def ledger_status(ledger: NamedDependency[Ledger]) -> dict[str, Any]:
+    return (await ledger.status()).as_dict()

@@ -8,12 +8,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from gateway.resp import Batch
 from providers.pricing import ZERO_COST, Cost
 from providers.usage import Usage
 from routing.executor import Attempt
+
+if TYPE_CHECKING:
+    from gateway.unit_of_work import UnitOfWork
 
 
 @dataclass(slots=True)
@@ -61,7 +63,7 @@ class LedgerSink(Protocol):
 
     async def emit(self, event: GenerationEvent) -> None: ...
 
-    def emit_into(self, batch: Batch, event: GenerationEvent) -> None:
-        """`emit`, as a command in the end-of-request batch (or at once, if it needs no I/O);
-        a failure raises from `batch.send()`."""
+    def emit_into(self, work: UnitOfWork, event: GenerationEvent) -> None:
+        """`emit`, as a write in the end-of-request unit of work (or at once, if it needs no
+        I/O); a failure raises from `work.send()`."""
         ...

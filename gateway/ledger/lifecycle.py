@@ -26,8 +26,9 @@ from gateway.ledger.store import LedgerStore
 from gateway.ledger.stream import RedisStreamLedger
 from gateway.ledger.upkeep import Upkeep, upkeep_for
 from gateway.ledger.writer import LedgerWriter
-from gateway.resp import Batch, RespClient
+from gateway.resp import RespClient
 from gateway.settings import Settings
+from gateway.unit_of_work import UnitOfWork
 from providers.background import stop_task
 
 log = logging.getLogger("gateway.ledger")
@@ -61,8 +62,8 @@ class Ledger:
     async def emit(self, event: GenerationEvent) -> None:
         await self._queue.emit(event)
 
-    def emit_into(self, batch: Batch, event: GenerationEvent) -> None:
-        self._queue.emit_into(batch, event)
+    def emit_into(self, work: UnitOfWork, event: GenerationEvent) -> None:
+        self._queue.emit_into(work, event)
 
     async def status(self) -> LedgerStatus:
         depth: int | None

@@ -26,7 +26,7 @@ from gateway.stats.rollups import ATTEMPT_INPUTS_ALL, GENERATION_INPUTS, postgre
 STATEMENT_NAME = "ledger batch (generations, attempts, usage_hourly, usage_daily, stats rollups)"
 
 # The rollup of the inserted generations, in SQL: the same keys and sums, in the same order, as
-# `gateway.ledger.rollup` (tests/unit/ledger/test_postgres_batch.py holds them together).
+# `gateway.ledger.rollup` (tests/unit/gateway/ledger/test_postgres_batch.py holds them together).
 ROLLUP_KEYS = {
     "hour": "date_trunc('hour', created_at, 'UTC')",  # Postgres 12+
     "api_key_id": "coalesce(api_key_id, '')",

@@ -10,12 +10,15 @@ import logging
 from collections import deque
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from gateway.ledger.codec import encode_event
 from gateway.ledger.events import GenerationEvent
 from gateway.ledger.source import Entry
 from gateway.ledger.stream import LedgerUnavailable
-from gateway.resp import Batch
+
+if TYPE_CHECKING:
+    from gateway.unit_of_work import UnitOfWork
 
 log = logging.getLogger("gateway.ledger.queue")
 MAX_QUEUED_EVENTS = 100_000  # events waiting for the database in one process
@@ -39,8 +42,8 @@ class InProcessLedger:
     async def emit(self, event: GenerationEvent) -> None:
         self._put(event)
 
-    def emit_into(self, batch: Batch, event: GenerationEvent) -> None:
-        self._put(event)  # nothing here waits: queued now, the batch untouched
+    def emit_into(self, work: UnitOfWork, event: GenerationEvent) -> None:
+        self._put(event)  # nothing here waits: queued now, `work` untouched
 
     def _put(self, event: GenerationEvent) -> None:
         if len(self._waiting) + len(self._in_flight) >= self._max_events:

@@ -19,7 +19,8 @@ from gateway.errors import GatewayError
 from gateway.ledger.codec import EVENT_VERSION, EventDecodeError, decode_event, encode_event
 from gateway.ledger.events import GenerationEvent
 from gateway.ledger.source import Entry
-from gateway.resp import Batch, Command, RespClient, RespError
+from gateway.resp import Command, RespClient, RespError
+from gateway.unit_of_work import UnitOfWork
 
 log = logging.getLogger("gateway.ledger.stream")
 
@@ -97,8 +98,8 @@ class RedisStreamLedger:
         except RespError as exc:
             _not_queued(event, exc)
 
-    def emit_into(self, batch: Batch, event: GenerationEvent) -> None:
-        batch.add(self._resp, self._xadd(event), lambda reply: _queued(event, reply))
+    def emit_into(self, work: UnitOfWork, event: GenerationEvent) -> None:
+        work.add(self._resp, self._xadd(event), lambda reply: _queued(event, reply))
 
     def _xadd(self, event: GenerationEvent) -> Command:
         data = encode_event(event)

@@ -124,7 +124,7 @@ class LedgerWriter:
         delay = BACKOFF_MIN_S
         while not self._stopping.is_set():
             try:
-                await self._step(min(self._flush_interval_s, MAX_IDLE_WAIT_S))
+                await self.step(min(self._flush_interval_s, MAX_IDLE_WAIT_S))
             except (RedisError, OSError, TimeoutError) as exc:
                 log.warning("ledger queue unreachable", extra={"error": type(exc).__name__})
                 await asyncio.sleep(delay)
@@ -141,10 +141,10 @@ class LedgerWriter:
                 continue
             delay = BACKOFF_MIN_S
         with contextlib.suppress(RedisError, OSError, TimeoutError):
-            while time.monotonic() < self._deadline and await self._step(0):
+            while time.monotonic() < self._deadline and await self.step(0):
                 pass
 
-    async def _step(self, wait_s: float) -> bool:
+    async def step(self, wait_s: float) -> bool:
         """One batch: read, commit, ack. False when there was nothing to do or it gave up."""
         batch = await self._source.read(self._batch_size, wait_s)
         if not batch:

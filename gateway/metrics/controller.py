@@ -7,13 +7,16 @@ from litestar import Response, get
 from litestar.di import NamedDependency
 
 from gateway.keys.guard import require_reader
-from gateway.resources import Resources
+from gateway.ledger.lifecycle import Ledger
+from gateway.metrics.prometheus import GatewayMetrics
 
 PROMETHEUS_TEXT = "text/plain; version=0.0.4"  # Litestar appends the charset
 
 
 @get("/metrics", guards=[require_reader])
-async def metrics(resources: NamedDependency[Resources]) -> Response[bytes]:
-    status = await resources.ledger.status()
-    body = b"" if resources.metrics is None else resources.metrics.render()
+async def metrics(
+    ledger: NamedDependency[Ledger], gateway_metrics: NamedDependency[GatewayMetrics | None]
+) -> Response[bytes]:
+    status = await ledger.status()
+    body = b"" if gateway_metrics is None else gateway_metrics.render()
     return Response(body + status.prometheus().encode(), media_type=PROMETHEUS_TEXT)

@@ -18,18 +18,20 @@ from collections import Counter as Tally
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client import multiprocess as prometheus_multiprocess
 
 from gateway.ledger.events import GenerationEvent, LedgerSink
 from gateway.metrics.multiproc import MULTIPROC_ENV
-from gateway.resp import Batch
 from providers.background import stop_task
 from providers.catalog import Catalog
 from providers.pricing import ZERO
 from routing.stats import StatsSnapshot
+
+if TYPE_CHECKING:
+    from gateway.unit_of_work import UnitOfWork
 
 FLUSH_INTERVAL_S = 0.25  # how stale a scrape may be; also bounds one fold (~1.5 µs an event)
 MAX_PENDING = 50_000  # events held between flushes; past it the request path flushes itself
@@ -245,9 +247,9 @@ class MeteredLedger:
         self._record(event)
         await self._ledger.emit(event)
 
-    def emit_into(self, batch: Batch, event: GenerationEvent) -> None:
+    def emit_into(self, work: UnitOfWork, event: GenerationEvent) -> None:
         self._record(event)
-        self._ledger.emit_into(batch, event)
+        self._ledger.emit_into(work, event)
 
 
 def open_breakers(

@@ -17,6 +17,7 @@ from sqlalchemy import pool
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from gateway.commands import CommandError, database_url, reported
 from gateway.db.urls import is_sqlite, prepare_sqlite_path
 from gateway.reports.billing import GroupByError, billing_report, parse_group_by
 from gateway.reports.periods import PeriodError, parse_month, parse_period
@@ -24,14 +25,9 @@ from gateway.reports.query import ALL_KEYS
 from gateway.reports.statement import FORMATS as STATEMENT_FORMATS
 from gateway.reports.statement import build_statement
 from gateway.reports.views import MONEY, measures, money
-from gateway.settings import DatabaseSettings
 
 _T = TypeVar("_T")
 _encode = msgspec.json.Encoder().encode
-
-
-class CommandError(Exception):
-    """A user mistake the command reports in one line (exit status 1)."""
 
 
 async def _with_engine(database_url: str, action: Callable[[AsyncEngine], Awaitable[_T]]) -> _T:
@@ -49,11 +45,6 @@ async def _with_engine(database_url: str, action: Callable[[AsyncEngine], Awaita
         ) from exc
     finally:
         await engine.dispose()
-
-
-def _database_url(args: argparse.Namespace) -> str:
-    url: str = args.database_url or DatabaseSettings().database_url
-    return url
 
 
 def table(lines: Sequence[dict[str, Any]], columns: Sequence[str], totals: dict[str, Any]) -> str:
@@ -89,7 +80,7 @@ def _billing(args: argparse.Namespace) -> int:
     key = args.key or ALL_KEYS
     report = asyncio.run(
         _with_engine(
-            _database_url(args), lambda engine: billing_report(engine, period, group_by, key)
+            database_url(args), lambda engine: billing_report(engine, period, group_by, key)
         )
     )
     if args.format == "json":
@@ -110,7 +101,7 @@ def _statement(args: argparse.Namespace) -> int:
     now = datetime.now(UTC)
     statement = asyncio.run(
         _with_engine(
-            _database_url(args), lambda engine: build_statement(engine, args.key, period, now)
+            database_url(args), lambda engine: build_statement(engine, args.key, period, now)
         )
     )
     if statement.key_name is None and not statement.lines:
@@ -125,17 +116,6 @@ def _emit(text: str, output: str | None) -> None:
         Path(output).write_text(text, encoding="utf-8")
     else:
         sys.stdout.write(text)
-
-
-def _reported(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    def run(args: argparse.Namespace) -> int:
-        try:
-            return command(args)
-        except CommandError as exc:
-            sys.stderr.write(f"gateway report: {exc}\n")
-            return 1
-
-    return run
 
 
 def add_subcommands(report: argparse.ArgumentParser) -> None:
@@ -167,7 +147,7 @@ def add_subcommands(report: argparse.ArgumentParser) -> None:
     billing.add_argument("--key", default=None, help="only this key id's usage")
     billing.add_argument("--output", default=None, help="write to this file, not stdout")
     billing.add_argument("--database-url", default=None, help="default: DATABASE_URL")
-    billing.set_defaults(func=_reported(_billing))
+    billing.set_defaults(func=reported("report", _billing))
 
     statement = sub.add_parser(
         "statement", help="one key's month: a line per day/model/provider/price, totals, caching"
@@ -177,4 +157,4 @@ def add_subcommands(report: argparse.ArgumentParser) -> None:
     statement.add_argument("--format", choices=STATEMENT_FORMATS, default="html")
     statement.add_argument("--output", default=None, help="write to this file, not stdout")
     statement.add_argument("--database-url", default=None, help="default: DATABASE_URL")
-    statement.set_defaults(func=_reported(_statement))
+    statement.set_defaults(func=reported("report", _statement))

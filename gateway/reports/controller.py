@@ -10,10 +10,12 @@ from typing import Any
 
 from litestar import Request, Response, get
 from litestar.di import NamedDependency
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gateway.chat.relay import encode
 from gateway.edge import auth_required_of
 from gateway.errors import BadRequest
+from gateway.json_encoding import encode
+from gateway.keys.keyring import Keyring
 from gateway.reports.billing import FORMATS, GroupByError, billing_report, parse_group_by
 from gateway.reports.periods import PeriodError, activity_period, parse_month, parse_period
 from gateway.reports.query import ALL_KEYS, ReportQuery, run_report
@@ -21,7 +23,6 @@ from gateway.reports.scope import report_scope
 from gateway.reports.statement import FORMATS as STATEMENT_FORMATS
 from gateway.reports.statement import build_statement
 from gateway.reports.views import activity_item
-from gateway.resources import Resources
 
 BILLING_PATHS = ["/api/v1/reports/billing"]
 STATEMENT_PATHS = ["/api/v1/reports/statement"]
@@ -37,9 +38,9 @@ def _param(request: Request[Any, Any, Any], name: str) -> str | None:
     return value
 
 
-def _scope(request: Request[Any, Any, Any], resources: Resources) -> str | None:
+def _scope(request: Request[Any, Any, Any], keyring: Keyring) -> str | None:
     return report_scope(
-        resources.keys,
+        keyring,
         request.headers.get("authorization"),
         _param(request, "key_id"),
         auth_required_of(request.scope),  # the edge's per-address policy (#13), not the default
@@ -48,9 +49,11 @@ def _scope(request: Request[Any, Any, Any], resources: Resources) -> str | None:
 
 @get(BILLING_PATHS)
 async def billing(
-    request: Request[Any, Any, Any], resources: NamedDependency[Resources]
+    request: Request[Any, Any, Any],
+    keyring: NamedDependency[Keyring],
+    engine: NamedDependency[AsyncEngine],
 ) -> Response[bytes]:
-    scope = _scope(request, resources)
+    scope = _scope(request, keyring)
     fmt = _param(request, "format") or "json"
     if fmt not in FORMATS:
         raise BadRequest("`format` must be json or csv", metadata={"parameter": "format"})
@@ -63,7 +66,7 @@ async def billing(
         raise BadRequest(str(exc), metadata={"parameter": exc.parameter}) from exc
     except GroupByError as exc:
         raise BadRequest(str(exc), metadata={"parameter": "group_by"}) from exc
-    report = await billing_report(resources.engine, period, group_by, scope)
+    report = await billing_report(engine, period, group_by, scope)
     if fmt == "csv":
         name = f"billing-{period.start.isoformat()}-{period.end.isoformat()}.csv"
         return Response(
@@ -76,14 +79,16 @@ async def billing(
 
 @get(ACTIVITY_PATHS)
 async def activity(
-    request: Request[Any, Any, Any], resources: NamedDependency[Resources]
+    request: Request[Any, Any, Any],
+    keyring: NamedDependency[Keyring],
+    engine: NamedDependency[AsyncEngine],
 ) -> Response[bytes]:
-    scope = _scope(request, resources)
+    scope = _scope(request, keyring)
     try:
         period = activity_period(_param(request, "date"), datetime.now(UTC).date())
     except PeriodError as exc:
         raise BadRequest(str(exc), metadata={"parameter": exc.parameter}) from exc
-    rows = await run_report(resources.engine, ReportQuery(period, ACTIVITY_GROUPS, scope))
+    rows = await run_report(engine, ReportQuery(period, ACTIVITY_GROUPS, scope))
     return Response(
         encode({"data": [activity_item(row) for row in rows]}), media_type="application/json"
     )
@@ -91,10 +96,12 @@ async def activity(
 
 @get(STATEMENT_PATHS)
 async def statement(
-    request: Request[Any, Any, Any], resources: NamedDependency[Resources]
+    request: Request[Any, Any, Any],
+    keyring: NamedDependency[Keyring],
+    engine: NamedDependency[AsyncEngine],
 ) -> Response[bytes]:
     """One key's month; a user key gets its own (`key_id` defaults to it), admin names one."""
-    scope = _scope(request, resources)
+    scope = _scope(request, keyring)
     if scope is ALL_KEYS:
         raise BadRequest(
             "a statement is for one key: pass `key_id`", metadata={"parameter": "key_id"}
@@ -107,7 +114,7 @@ async def statement(
         period = parse_month(_param(request, "month") or now.strftime("%Y-%m"))
     except PeriodError as exc:
         raise BadRequest(str(exc), metadata={"parameter": exc.parameter}) from exc
-    made = await build_statement(resources.engine, scope, period, now)
+    made = await build_statement(engine, scope, period, now)
     safe = "".join(c for c in scope if c.isascii() and (c.isalnum() or c in "-_"))
     name = f"statement-{made.month}-{safe}"
     if fmt == "csv":

@@ -11,7 +11,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from gateway.chat.relay import json_number
+from gateway.json_encoding import json_number
 from gateway.ledger.daily_rollup import DailySums
 from gateway.reports.query import ReportRow
 

@@ -14,13 +14,16 @@ import msgspec
 from litestar import Controller, Response, get
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromQuery, QueryParameter
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.errors import BadRequest, NotFound
 from gateway.generations.queries import find_generation
 from gateway.generations.views import generation_body
-from gateway.resources import Resources
 from gateway.stats import params, queries, views
 from gateway.stats.viewer import Viewer, provide_viewer, require_admin_viewer
+from providers.catalog import Catalog
+from providers.llamacpp_health import LlamaCppMonitor
+from routing.runtime import Routing
 
 FAILURES_SINCE = timedelta(days=1)
 _encode = msgspec.json.Encoder(decimal_format="string").encode
@@ -52,26 +55,26 @@ class StatsController(Controller):
     @get("/endpoints")
     async def endpoints(
         self,
-        resources: NamedDependency[Resources],
+        catalog: NamedDependency[Catalog],
+        engine: NamedDependency[AsyncEngine],
+        routing: NamedDependency[Routing | None],
+        llamacpp: NamedDependency[LlamaCppMonitor | None],
         viewer: NamedDependency[Viewer],
         model: FromQuery[str | None] = None,
         window: FromQuery[str | None] = None,
     ) -> Response[bytes]:
-        catalog = resources.catalog
         model_id = model or next(iter(catalog.models), "")
         if model_id not in catalog.models:
             raise NotFound(f"model {model_id!r} is not in the catalog", metadata={"model": model})
         label = params.window_of(window)
         now = _now()
-        engine = resources.engine
         traffic_period = params.window_period(label, now)
         price_period = params.window_period(params.EFFECTIVE_PRICE_WINDOW, now)
         traffic = await queries.provider_totals(engine, traffic_period, model_id, viewer.api_key_id)
         paid = await queries.provider_totals(engine, price_period, model_id, None)
         outcomes = await queries.attempt_outcomes(engine, traffic_period)
         errors = views.errors_by_endpoint(outcomes)
-        snapshot = resources.routing.live.snapshot() if resources.routing else None
-        llamacpp = resources.llamacpp
+        snapshot = routing.live.snapshot() if routing else None
         states = llamacpp.states() if llamacpp else {}
         clock = time.time()
         endpoints = catalog.by_model.get(model_id, ())
@@ -108,7 +111,7 @@ class StatsController(Controller):
     @get("/usage")
     async def usage(
         self,
-        resources: NamedDependency[Resources],
+        engine: NamedDependency[AsyncEngine],
         viewer: NamedDependency[Viewer],
         start: From = None,
         end: To = None,
@@ -119,7 +122,7 @@ class StatsController(Controller):
         group = params.group_by_of(group_by)
         period = params.period_of(start, end, _now(), size)
         about = {"period": _period_json(period), "bucket": size, "group_by": group}
-        engine, key = resources.engine, viewer.api_key_id
+        key = viewer.api_key_id
         data = await queries.usage_json(engine, period, size, group, key)
         if data is not None:  # Postgres built the rows' JSON itself: splice it in
             return _json_bytes(b'{"data":' + data.encode() + b"," + _encode(about)[1:])
@@ -129,7 +132,7 @@ class StatsController(Controller):
     @get("/apps")
     async def apps(
         self,
-        resources: NamedDependency[Resources],
+        engine: NamedDependency[AsyncEngine],
         viewer: NamedDependency[Viewer],
         start: From = None,
         end: To = None,
@@ -137,13 +140,13 @@ class StatsController(Controller):
     ) -> Response[bytes]:
         period = params.period_of(start, end, _now())
         top = params.limit_of(limit, 20, 500)
-        rows = await queries.top_apps(resources.engine, period, viewer.api_key_id, top)
+        rows = await queries.top_apps(engine, period, viewer.api_key_id, top)
         return _json({"data": [views.app_row(row) for row in rows], "period": _period_json(period)})
 
     @get("/history")
     async def history(
         self,
-        resources: NamedDependency[Resources],
+        engine: NamedDependency[AsyncEngine],
         viewer: NamedDependency[Viewer],
         start: From = None,
         end: To = None,
@@ -152,8 +155,8 @@ class StatsController(Controller):
         require_admin_viewer(viewer)
         size = params.bucket_of(bucket)
         period = params.period_of(start, end, _now(), size)
-        usage = await queries.provider_history(resources.engine, period, size)
-        outcomes = await queries.attempt_outcomes(resources.engine, period, size)
+        usage = await queries.provider_history(engine, period, size)
+        outcomes = await queries.attempt_outcomes(engine, period, size)
         return _json(
             {
                 "data": views.history_rows(usage, outcomes),
@@ -165,26 +168,26 @@ class StatsController(Controller):
     @get("/failures")
     async def failures(
         self,
-        resources: NamedDependency[Resources],
+        engine: NamedDependency[AsyncEngine],
         viewer: NamedDependency[Viewer],
         limit: FromQuery[int | None] = None,
     ) -> Response[bytes]:
         require_admin_viewer(viewer)
         top = params.limit_of(limit, 50, 500)
-        rows = await queries.recent_failures(resources.engine, _now() - FAILURES_SINCE, top)
+        rows = await queries.recent_failures(engine, _now() - FAILURES_SINCE, top)
         return _json({"data": [views.failure_row(row) for row in rows]})
 
     @get("/generation")
     async def generation(
         self,
-        resources: NamedDependency[Resources],
+        engine: NamedDependency[AsyncEngine],
         viewer: NamedDependency[Viewer],
         generation_id: Annotated[str | None, QueryParameter(name="id")] = None,
     ) -> Response[bytes]:
         if not generation_id:
             raise BadRequest("the `id` query parameter is required", metadata={"parameter": "id"})
         record = await find_generation(
-            resources.engine, generation_id, viewer.api_key_id, any_key=viewer.admin
+            engine, generation_id, viewer.api_key_id, any_key=viewer.admin
         )
         if record is None:
             missing = f"generation {generation_id!r} not found"

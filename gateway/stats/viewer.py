@@ -6,9 +6,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from litestar import Request
+from litestar.di import NamedDependency
 
 from gateway.errors import Forbidden
-from gateway.keys.guard import keyring_of
+from gateway.keys.keyring import Keyring
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,10 +21,9 @@ class Viewer:
         return self.api_key_id is None
 
 
-def provide_viewer(request: Request[Any, Any, Any]) -> Viewer:
+def provide_viewer(request: Request[Any, Any, Any], keyring: NamedDependency[Keyring]) -> Viewer:
     """The admin token -> everything; an active API key -> its own traffic; else 401/403 as
     the admin API answers (the anonymous caller of an auth-off gateway sees nothing)."""
-    keyring = keyring_of(request)
     authorization = request.headers.get("authorization")
     try:
         keyring.authorize_admin(authorization)

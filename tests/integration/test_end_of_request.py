@@ -11,7 +11,7 @@ from decimal import Decimal
 import pytest
 from redis.asyncio import Redis
 
-from gateway.chat.service import ChatService
+from gateway.chat.recorder import Recorder
 from gateway.keys.limiter import Hold
 from gateway.keys.pico import to_pico
 from gateway.keys.record import ApiKey, RateLimit
@@ -48,12 +48,12 @@ def event() -> GenerationEvent:
 
 
 async def end(stream: RedisStreamLedger, limiter: RedisLimiter, hold: Hold) -> None:
-    """The chat service's own end of a generation (planning and execution play no part)."""
+    """The chat service's own end of a generation, its recorder's (planning and execution play
+    no part)."""
     finished = event()
     finished.cost = Cost(Decimal("0.25"), Decimal(0), Decimal(0), Decimal(0))
     finished.usage = Usage(prompt_tokens=4, completion_tokens=6)
-    service = ChatService(None, None, stream, limiter)  # type: ignore[arg-type]
-    await service._end(finished, hold)
+    await Recorder(stream, limiter, None).end(finished, hold)
 
 
 async def test_event_and_settlement_land_together(

@@ -142,7 +142,7 @@ async def test_redelivery_after_commit_before_ack_counts_once(
         )
         redelivered = 0
         for _ in range(100):
-            if await writer._step(0.05):
+            if await writer.step(0.05):
                 redelivered = writer.counters.replayed_total
                 if redelivered == 10:
                     break
@@ -193,7 +193,7 @@ async def test_a_row_postgres_refuses_is_set_aside_and_the_rest_stored(
         title = "poison" if n == 3 else ("nul\x00title" if n == 4 else None)
         await queue.emit(_event(n, app_title=title))
     await queue.emit(_event(6, error_message="upstream\x00 said no"))
-    assert await writer._step(0) is True
+    assert await writer.step(0) is True
     assert writer.counters.dead_letters_total == 1 and writer.counters.written_total == 6
     assert await queue.depth() == 0
     async with engine.connect() as conn:

@@ -31,7 +31,7 @@ from providers.catalog import parse_catalog
 from providers.price_version import price_version
 from providers.pricing import cost_of
 from providers.usage import Usage
-from tests.unit.ledger.factories import make_event
+from tests.unit.gateway.ledger.factories import make_event
 
 MONTH_START = datetime(2026, 10, 1, tzinfo=UTC)
 PRICE_CHANGE = datetime(2026, 10, 17, 12, tzinfo=UTC)

@@ -38,7 +38,7 @@ from tests.integration.keys_fixtures import (
 from tests.integration.ledger_fixtures import wait_for_ids
 from tests.support.gateway import run_gateway, write_catalog
 from tests.support.polling import eventually
-from tests.unit.ledger.factories import make_event
+from tests.unit.gateway.ledger.factories import make_event
 
 MODEL = "openai/gpt-oss-20b"
 SYSTEM = "Billing figures are exact and add up. " * 60  # a prompt the simulator caches

@@ -23,7 +23,7 @@ from gateway.ledger.store import LedgerStore
 from gateway.ledger.upkeep import upkeep_for
 from providers.pricing import Cost
 from providers.usage import Usage
-from tests.unit.ledger.factories import make_event
+from tests.unit.gateway.ledger.factories import make_event
 
 START = datetime(2026, 9, 30, 22, tzinfo=UTC)
 

@@ -12,7 +12,7 @@ from litestar import Litestar
 
 from gateway.app import create_app
 from gateway.embedded import serve_in_loop
-from gateway.resources import Resources
+from gateway.resources import Resources, resources_in
 from gateway.settings import Settings
 
 
@@ -35,8 +35,7 @@ class RunningGateway:
 
     @property
     def resources(self) -> Resources:
-        resources: Resources = self.app.state.resources
-        return resources
+        return resources_in(self.app.state)
 
 
 @asynccontextmanager

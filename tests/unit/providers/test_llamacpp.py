@@ -216,5 +216,5 @@ def test_error_chunk_with_503_is_unavailable() -> None:
 
 def test_streams_ask_for_connection_close() -> None:
     p = provider()
-    assert p._headers(call(stream=True))["Connection"] == "close"
-    assert "Connection" not in p._headers(call())
+    assert p.request_headers(call(stream=True))["Connection"] == "close"
+    assert "Connection" not in p.request_headers(call())

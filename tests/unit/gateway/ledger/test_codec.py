@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from gateway.ledger.codec import EventDecodeError, decode_event, encode_event
 from providers.pricing import Cost
-from tests.unit.ledger.factories import make_event
+from tests.unit.gateway.ledger.factories import make_event
 
 money = st.decimals(min_value=Decimal("-1e6"), max_value=Decimal("1e6"), places=12)
 

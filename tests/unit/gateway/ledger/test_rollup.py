@@ -12,7 +12,7 @@ from gateway.ledger.rollup import RollupKey, rollup
 from gateway.ledger.rows import rows_of
 from providers.pricing import Cost
 from providers.usage import Usage
-from tests.unit.ledger.factories import NOW, make_event
+from tests.unit.gateway.ledger.factories import NOW, make_event
 
 money = st.decimals(min_value=Decimal(0), max_value=Decimal(100), places=12)
 generation = st.tuples(

@@ -9,7 +9,7 @@ from gateway.ledger.daily_rollup import DAILY_KEY_COLUMNS, DAILY_SUM_COLUMNS, da
 from gateway.ledger.postgres_batch import DAILY_KEYS, DAILY_SUMS, ROLLUP_INPUTS, STATEMENT
 from gateway.ledger.rows import rows_of
 from providers.pricing import Cost
-from tests.unit.ledger.factories import make_event
+from tests.unit.gateway.ledger.factories import make_event
 
 
 def test_the_sql_daily_rollup_has_the_python_columns() -> None:

@@ -1,4 +1,4 @@
-"""A lean pipelined Redis client for the request path: RESP over a few multiplexed connections.
+"""The lean RESP client itself: commands multiplexed over a few connections, one reply each.
 
 Not a general client: no blocking commands, pub/sub or cluster; background users keep redis-py.
 Built to fail fast: connect and reply timeouts of ~1 s (`Address`), and for FAIL_FAST_S after a
@@ -10,47 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import hashlib
-import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, cast
+from collections.abc import Awaitable, Sequence
+from typing import Any
 
-import hiredis
-
-from gateway.resp_address import CONNECT_TIMEOUT_S, REPLY_TIMEOUT_S, Address
-from gateway.resp_connection import (
-    Connection,
-    ConnectionFailed,
-    FailingFast,
-    ReplyError,
-    ReplyTimeout,
-    RespError,
-)
-
-__all__ = [
-    "CONNECT_TIMEOUT_S",
-    "REPLY_TIMEOUT_S",
-    "Address",
-    "Batch",
-    "ConnectionFailed",
-    "FailingFast",
-    "ReplyError",
-    "ReplyTimeout",
-    "RespClient",
-    "RespError",
-    "Script",
-]
-
-log = logging.getLogger("gateway.resp")
-
-Arg = bytes | str | int | float
-Command = tuple[Arg, ...]
+from gateway.resp.address import Address
+from gateway.resp.command import Arg, Command, pack
+from gateway.resp.connection import Connection, ConnectionFailed, FailingFast, ReplyError, RespError
+from gateway.resp.script import Script
 
 CONNECTIONS = 2  # per client (one per worker); replies are multiplexed, so a few are plenty
 FAIL_FAST_S = 1.0  # after a failed connect or a reply timeout, commands fail at once this long
-
-_pack = cast(Callable[[Command], bytes], hiredis.pack_command)  # its stub says a 1-tuple
 
 
 class RespClient:
@@ -97,11 +67,11 @@ class RespClient:
 
     async def execute(self, *args: Arg) -> Any:
         """One command's reply; an error reply is raised as `ReplyError`."""
-        reply = await self._request(_pack(args), 0)
+        reply = await self._request(pack(args), 0)
         if isinstance(reply, ReplyError):
             if reply.reconnect:
                 self._retire_all()
-                reply = await self._request(_pack(args), 0)
+                reply = await self._request(pack(args), 0)
             if isinstance(reply, ReplyError):
                 if reply.no_script and args[0] == "EVALSHA" and args[1] in self._scripts:
                     return await self.execute("EVAL", self._scripts[args[1]], *args[2:])
@@ -117,7 +87,7 @@ class RespClient:
         commands, so their order doesn't matter."""
         if not commands:
             return []
-        data = b"".join([_pack(command) for command in commands])
+        data = b"".join([pack(command) for command in commands])
         replies: list[Any] = await self._request(data, len(commands))
         for n, reply in enumerate(replies):
             if isinstance(reply, ReplyError):
@@ -201,7 +171,7 @@ class RespClient:
         greeting: list[Command] = [*address.greeting()]
         greeting += [("SCRIPT", "LOAD", source) for source in self._scripts.values()]
         if greeting:  # a lost or late reply fails (and drops) the connection by itself
-            data = b"".join([_pack(command) for command in greeting])
+            data = b"".join([pack(command) for command in greeting])
             try:
                 replies = await opened.send(data, len(greeting))
             except asyncio.CancelledError:
@@ -223,86 +193,3 @@ class RespClient:
                 connection.close()
         self._slots = [None] * len(self._slots)
         self._last = None
-
-
-class Script:
-    """A Lua script called by EVALSHA with its SHA computed here; on NOSCRIPT (a restarted or
-    flushed Redis) the client sends it once by EVAL, which also loads it again."""
-
-    def __init__(self, client: RespClient, source: str) -> None:
-        self._client = client
-        self.sha = hashlib.sha1(source.encode()).hexdigest()
-
-    def command(self, keys: Sequence[Arg], args: Sequence[Arg]) -> Command:
-        return ("EVALSHA", self.sha, len(keys), *keys, *args)
-
-    async def __call__(self, keys: Sequence[Arg], args: Sequence[Arg]) -> Any:
-        return await self._client.execute(*self.command(keys, args))
-
-
-class Batch:
-    """Commands from several owners sent together: one write and one round trip per client.
-
-    Each owner judges its own reply in `on_reply` (an error arrives as a `RespError` value);
-    what an `on_reply` raises is raised by `send`, once every owner has seen its reply.
-
-    Every command added must be safe to run twice (the settle script is idempotent per hold,
-    the ledger writer drops a repeated event): when the connection drops before the replies
-    arrive, Redis may or may not have run them, so the batch is sent once more.
-    """
-
-    __slots__ = ("_items",)
-
-    def __init__(self) -> None:
-        self._items: list[tuple[RespClient, Command, Callable[[Any], None]]] = []
-
-    def add(self, client: RespClient, command: Command, on_reply: Callable[[Any], None]) -> None:
-        self._items.append((client, command, on_reply))
-
-    async def send(self) -> None:
-        items = self._items
-        if not items:
-            return
-        first = items[0][0]
-        if all(client is first for client, _, _ in items):
-            replies = await _replies(first, [command for _, command, _ in items])
-        else:
-            replies = [None] * len(items)
-            groups: dict[RespClient, list[int]] = {}
-            for n, (client, _, _) in enumerate(items):
-                groups.setdefault(client, []).append(n)
-            sent = [_replies(client, [items[n][1] for n in ns]) for client, ns in groups.items()]
-            for ns, got in zip(groups.values(), await asyncio.gather(*sent), strict=True):
-                for n, reply in zip(ns, got, strict=True):
-                    replies[n] = reply
-        raised: Exception | None = None
-        for (_, _, on_reply), reply in zip(items, replies, strict=True):
-            try:
-                on_reply(reply)
-            except Exception as exc:  # raised below, once the other owners have seen their replies
-                if raised is not None:
-                    log.error("another reply handler of the batch failed too", exc_info=exc)
-                raised = raised or exc
-        if raised is not None:
-            raise raised
-
-
-async def _replies(client: RespClient, commands: list[Command]) -> list[Any]:
-    try:
-        replies = await client.pipeline(commands)
-    except (ReplyTimeout, FailingFast) as exc:  # Redis is stalled or down: don't wait again
-        return [exc] * len(commands)
-    except ConnectionFailed:  # dropped: run or not, unknown; every command is idempotent
-        try:
-            replies = await client.pipeline(commands)
-        except RespError as exc:  # no connection: every command sent to it failed alike
-            return [exc] * len(commands)
-    again = [n for n, got in enumerate(replies) if isinstance(got, ReplyError) and got.reconnect]
-    if again:  # refused by a demoted primary: nothing ran; once more on new connections
-        try:
-            redone = await client.pipeline([commands[n] for n in again])
-        except RespError as exc:
-            redone = [exc] * len(again)
-        for n, reply in zip(again, redone, strict=True):
-            replies[n] = reply
-    return replies

@@ -14,7 +14,7 @@ from typing import Any, cast
 
 import hiredis
 
-from gateway.resp_address import Address
+from gateway.resp.address import Address
 
 _RECONNECT = ("READONLY", "MASTERDOWN", "LOADING")  # this server can't serve us: find the primary
 

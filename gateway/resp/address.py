@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from gateway.resp.command import Command
+
 CONNECT_TIMEOUT_S = 1.0  # a connect (and its AUTH/SELECT) slower than this fails
 REPLY_TIMEOUT_S = 1.0  # a reply slower than this fails the whole connection
-
-Command = tuple[bytes | str | int | float, ...]
 
 _TRUE = frozenset({"1", "true", "yes", "on", "y"})
 _FALSE = frozenset({"0", "false", "no", "off", "n"})

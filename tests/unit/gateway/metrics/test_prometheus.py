@@ -17,7 +17,7 @@ from gateway.metrics.prometheus import (
     MeteredLedger,
 )
 from gateway.resp import Batch
-from tests.unit.ledger.factories import make_event
+from tests.unit.gateway.ledger.factories import make_event
 
 
 def _values(metrics: GatewayMetrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -17,7 +17,7 @@ from gateway.ledger.rows import LedgerRows
 from gateway.ledger.source import Entry
 from gateway.ledger.writer import LedgerWriter
 from tests.support.polling import eventually
-from tests.unit.ledger.factories import make_event
+from tests.unit.gateway.ledger.factories import make_event
 
 
 class FakeStore:

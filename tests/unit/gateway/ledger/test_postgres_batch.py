@@ -20,7 +20,7 @@ from gateway.ledger.postgres_batch import (
 from gateway.ledger.rollup import KEY_COLUMNS, SUM_COLUMNS
 from gateway.ledger.rows import rows_of
 from gateway.ledger.writer import is_transient
-from tests.unit.ledger.factories import make_event
+from tests.unit.gateway.ledger.factories import make_event
 
 
 def test_the_sql_rollup_has_the_python_rollups_columns() -> None:

@@ -10,7 +10,7 @@ import pytest
 from gateway.ledger.rows import InvalidEvent, app_of, rows_of
 from providers.pricing import Cost
 from providers.usage import Usage
-from tests.unit.ledger.factories import NOW, make_event
+from tests.unit.gateway.ledger.factories import NOW, make_event
 
 
 def test_generation_row_carries_tokens_money_and_timing() -> None:
