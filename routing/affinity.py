@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass
 
+from routing import defaults
+
 
 @dataclass(frozen=True, slots=True)
 class Warm:
@@ -22,7 +24,7 @@ class Warm:
 class AffinityMemory:
     """Bounded LRU of conversation key -> `Warm`; entries die with the cache they point at."""
 
-    def __init__(self, max_entries: int = 100_000) -> None:
+    def __init__(self, max_entries: int = defaults.AFFINITY_ENTRIES) -> None:
         self._max = max(max_entries, 1)
         self._entries: OrderedDict[str, Warm] = OrderedDict()
 

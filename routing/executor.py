@@ -24,6 +24,7 @@ from providers.errors import (
 from providers.parameters import upstream_body
 from providers.provider import Chunk, Completion, Provider, Timeouts, UpstreamCall
 from providers.usage import Usage
+from routing import defaults
 from routing.affinity import AffinityMemory
 from routing.attempts import Attempt, GenerationFailed, Served, Skip
 from routing.bounds import completion_bound
@@ -82,7 +83,7 @@ class Executor:
         providers: Mapping[str, Provider],
         secret_for: Callable[[Endpoint], Secret | None],
         timeouts: Timeouts,
-        max_attempts: int = 6,
+        max_attempts: int = defaults.MAX_ATTEMPTS,
         observer: AttemptObserver | None = None,
         *,
         retry: RetryPolicy | None = None,

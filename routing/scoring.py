@@ -10,6 +10,7 @@ import random
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from routing import defaults
 from routing.facts import EndpointFacts
 from routing.preferences import Mode, Percentiles, SortBy
 from routing.stats import EndpointStats
@@ -24,17 +25,17 @@ Pick = Literal["weighted", "explore", "affinity", "sorted", "only"]
 
 @dataclass(frozen=True, slots=True)
 class RoutingPolicy:
-    """The knobs of scoring and gating (built from `RoutingSettings`)."""
+    """The knobs of scoring and gating (defaults: `routing.defaults`)."""
 
-    min_samples: int = 5  # fewer measured attempts -> the catalog's advertised figures
-    explore_share: float = 0.05  # chance a fresh endpoint is tried first (balanced, nitro)
-    outage_uptime: float = 0.7  # below this in the outage window -> gated to the back
-    outage_min_requests: int = 3  # ...once at least this many attempts were counted
-    affinity_yield: float = 0.25  # a warm endpoint leads unless another scores 1/this better
-    affinity_min_saving: float = 0.1  # ...and only when its cache cuts the expected cost this much
-    completion_tokens: int = 256  # expected output when the request sets no max_tokens
-    max_completion_tokens: int = 1024  # cap of that expectation when it does
-    free_price_floor: float = 0.1  # a free endpoint costs this share of the cheapest paid one
+    min_samples: int = defaults.MIN_SAMPLES
+    explore_share: float = defaults.EXPLORE_SHARE
+    outage_uptime: float = defaults.OUTAGE_UPTIME
+    outage_min_requests: int = defaults.OUTAGE_MIN_REQUESTS
+    affinity_yield: float = defaults.AFFINITY_YIELD
+    affinity_min_saving: float = defaults.AFFINITY_MIN_SAVING
+    completion_tokens: int = defaults.COMPLETION_TOKENS
+    max_completion_tokens: int = defaults.MAX_COMPLETION_TOKENS
+    free_price_floor: float = defaults.FREE_PRICE_FLOOR
 
 
 class Figures:
