@@ -109,7 +109,7 @@ class ChatService:
             api_key_id=caller.api_key_id,
             app_referer=caller.app_referer,
             app_title=caller.app_title,
-            explanation=plan.explanation if plan.explanation else None,
+            explanation=dict(plan.explanation) if plan.explanation else None,
             session_id=request.session_id,
             external_user=request.external_user,
         )
