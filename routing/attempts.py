@@ -30,6 +30,14 @@ class Attempt:
     generation_s: float | None = None  # time spent generating output, for throughput
     retry_after_s: float | None = None
 
+    def failed(self, error: UpstreamError) -> None:
+        """End the attempt with an upstream failure: its outcome, status and detail."""
+        self.outcome = error.outcome
+        self.status = error.status
+        self.error_class = type(error).__name__
+        self.message = error.message
+        self.retry_after_s = error.retry_after
+
 
 @dataclass(frozen=True, slots=True)
 class Skip:

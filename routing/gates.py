@@ -2,7 +2,9 @@
 
 A candidate arrives with its outage gate (from stats); an open breaker, a due half-open probe
 or the deployment's availability signal (a llama.cpp server loading or with every slot busy)
-override it. Pure: breaker states, the clock and the availability answer are passed in.
+override it. This only orders the plan: whether an endpoint is busy when it is about to be
+called is decided once, by `routing.admission`, whose count wins. Pure: breaker states, the
+clock and the availability answer are passed in.
 """
 
 from __future__ import annotations

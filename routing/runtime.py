@@ -74,7 +74,7 @@ async def open_routing(
         observer=live,
         retry=config.retry,
         gate=live,
-        affinity=affinity,
+        on_served=affinity,
     )
     await live.start()
     try:

@@ -353,7 +353,7 @@ async def test_successful_answers_are_remembered_for_cache_affinity() -> None:
         {"openai": ScriptedProvider(script)},
         cat.secret_for,
         Timeouts(1, 1, 1),
-        affinity=memory,
+        on_served=memory,
         clock=lambda: NOW,
     )
     plan = Planner(cat).plan(RouteRequest(MODEL, "floor", affinity_key="conv"))
