@@ -12,8 +12,7 @@ from typing import Any
 from routing import defaults
 from routing.facts import EndpointFacts
 from routing.preferences import Percentiles
-from routing.stats import EndpointStats
-from routing.stats import Percentiles as Measured
+from routing.stats import EndpointStats, Measured
 
 # Gates, best first: a due half-open probe, healthy, recent outage, breaker open.
 PROBE, HEALTHY, OUTAGE, OPEN = -1, 0, 1, 2
