@@ -17,7 +17,7 @@ from gateway.errors import BadRequest
 from gateway.limits import MAX_ID_CHARS, MAX_JSON_DEPTH, MAX_MODEL_CHARS
 from gateway.text import clean_text
 from providers.parameters import ROUTED_PARAMETERS
-from routing.preferences import Mode, ProviderPreferences, RouteRequest, split_mode
+from routing.preferences import NO_PREFERENCES, Mode, RouteRequest, split_mode
 
 # OpenRouter fields the gateway consumes; they are not forwarded upstream.
 GATEWAY_FIELDS = frozenset(
@@ -95,6 +95,38 @@ def decode_chat_request(
     session_header: str | None = None,
 ) -> ChatRequest:
     """Parse and validate; raises `BadRequest` naming the offending field."""
+    body = _parse(raw)
+    known = _validated(body)
+    _refuse_unsupported(body, known.transforms)
+    provider, ignored = decode_provider(known.provider, known.route)
+    choices = _choices(known)
+    requested = _requested_model(known)
+    model, suffix_mode = split_mode(requested)
+    session = _bounded("session_id", known.session_id or session_header or None)
+    external_user = _hashed(_bounded("user", known.user))
+    route = RouteRequest(
+        model=model,
+        mode=suffix_mode or default_mode,
+        mode_from_suffix=suffix_mode is not None,
+        preferences=provider or NO_PREFERENCES,
+        fallback_models=_fallback_models(known.models, requested, model),
+        parameters=frozenset(k for k in body if k in ROUTED_PARAMETERS),
+        prompt_tokens=_estimate_prompt_tokens(raw),
+        max_tokens=completion_cap(known.max_tokens, known.max_completion_tokens),
+        stream=known.stream,
+        affinity_key=_session_key(session or known.prompt_cache_key) or _opening_key(body),
+        explain=explain_header or _debug_route(known.debug),
+        ignored=tuple(ignored.items()),
+        prompt_bound=len(raw) + TEMPLATE_TOKENS,
+        choices=choices,
+    )
+    return ChatRequest(
+        route, _upstream_body(body, external_user), requested, session, external_user
+    )
+
+
+def _parse(raw: bytes) -> dict[str, Any]:
+    """The body as a JSON object, nested no deeper than `MAX_JSON_DEPTH`."""
     try:
         body = _decoder.decode(raw)
     except msgspec.DecodeError as exc:
@@ -106,6 +138,11 @@ def decode_chat_request(
     # Counting brackets is C-speed; only a body with more of them than the limit is walked.
     if raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH and _depth(body) > MAX_JSON_DEPTH:
         raise BadRequest(TOO_DEEP)
+    return body
+
+
+def _validated(body: dict[str, Any]) -> _Known:
+    """The fields the gateway reads, typed and within their bounds."""
     try:
         known = msgspec.convert(body, _Known)
     except msgspec.ValidationError as exc:
@@ -125,51 +162,46 @@ def decode_chat_request(
             f"invalid request: `models` has more than {MAX_FALLBACK_MODELS} entries",
             metadata={"field": "models"},
         )
-    _refuse_unsupported(body, known.transforms)
-    provider, ignored = decode_provider(known.provider, known.route)
+    return known
+
+
+def _choices(known: _Known) -> int:
+    """Completions per request (`n`, `best_of`), at most `MAX_CHOICES`."""
     choices = max(known.n or 1, known.best_of or 1)
     if choices > MAX_CHOICES:
         field = "n" if (known.n or 1) == choices else "best_of"
         raise BadRequest(
             f"invalid request: `{field}` must be at most {MAX_CHOICES}", metadata={"field": field}
         )
+    return choices
+
+
+def _requested_model(known: _Known) -> str:
+    """`model`, else the first of `models`, as the client wrote it (suffix included)."""
     requested = known.model or (known.models[0] if known.models else None)
     if not requested:
         raise BadRequest("invalid request: `model` is required", metadata={"field": "model"})
-    requested = clean_text(requested, MAX_MODEL_CHARS)
-    model, suffix_mode = split_mode(requested)
-    prefs = provider or ProviderPreferences()
-    mode: Mode = suffix_mode or default_mode
-    fallback_models = tuple(
-        split_mode(clean_text(m, MAX_MODEL_CHARS))[0]
-        for m in (known.models or [])
-        if m != requested
+    return clean_text(requested, MAX_MODEL_CHARS)
+
+
+def _fallback_models(models: list[str] | None, requested: str, model: str) -> tuple[str, ...]:
+    """`models` without their mode suffixes, the requested model left out."""
+    fallbacks = (
+        split_mode(clean_text(m, MAX_MODEL_CHARS))[0] for m in models or () if m != requested
     )
-    upstream_body = {
-        k: v for k, v in body.items() if k not in GATEWAY_FIELDS and k not in CAP_FIELDS
-    }
-    session = _bounded("session_id", known.session_id or session_header or None)
-    external_user = _hashed(_bounded("user", known.user))
+    return tuple(m for m in fallbacks if m != model)
+
+
+def _upstream_body(body: dict[str, Any], external_user: str | None) -> dict[str, Any]:
+    """The client's body minus gateway-only fields and the completion caps."""
+    upstream = {k: v for k, v in body.items() if k not in GATEWAY_FIELDS and k not in CAP_FIELDS}
     if external_user is not None:
-        upstream_body["user"] = external_user  # upstreams never see the raw identifier
-    debug = known.debug or {}
-    route = RouteRequest(
-        model=model,
-        mode=mode,
-        mode_from_suffix=suffix_mode is not None,
-        preferences=prefs,
-        fallback_models=tuple(m for m in fallback_models if m != model),
-        parameters=frozenset(k for k in body if k in ROUTED_PARAMETERS),
-        prompt_tokens=_estimate_prompt_tokens(raw),
-        max_tokens=completion_cap(known.max_tokens, known.max_completion_tokens),
-        stream=known.stream,
-        affinity_key=_session_key(session or known.prompt_cache_key) or _opening_key(body),
-        explain=explain_header or bool(debug.get("route")),
-        ignored=tuple(ignored.items()),
-        prompt_bound=len(raw) + TEMPLATE_TOKENS,
-        choices=choices,
-    )
-    return ChatRequest(route, upstream_body, requested, session, external_user)
+        upstream["user"] = external_user  # upstreams never see the raw identifier
+    return upstream
+
+
+def _debug_route(debug: dict[str, Any] | None) -> bool:
+    return bool(debug and debug.get("route"))
 
 
 def _bounded(name: str, value: str | None) -> str | None:
