@@ -154,16 +154,15 @@ class Filters:
         self.max_tokens = request.max_tokens
         self.most = request.max_tokens or 0
         # Whether any client preference filters at all; most requests set none.
-        self.picky = prefs.max_price is not None or any(
-            (
-                self.ignore,
-                self.only is not None,
-                self.order_only is not None,
-                self.quantizations is not None,
-                self.data_deny,
-                self.zdr,
-                self.parameters,
-            )
+        self.picky = bool(
+            self.ignore
+            or self.only is not None
+            or self.order_only is not None
+            or self.quantizations is not None
+            or self.data_deny
+            or self.zdr
+            or self.parameters
+            or prefs.max_price is not None
         )
 
     def reason(self, facts: EndpointFacts) -> str | None:
