@@ -3,18 +3,20 @@
     {"error": {"code": <HTTP status>, "message", "type": <OpenAI type>,
                "metadata": {"reason": <string code>, ...}}}
 
-    GatewayError                 status   metadata.reason
-    ├── BadRequest               400      bad_request
-    ├── Unauthorized             401      unauthorized
-    ├── PaymentRequired          402      insufficient_credits
-    ├── Forbidden                403      forbidden
-    ├── NotFound                 404      not_found
-    ├── PayloadTooLarge          413      payload_too_large
-    ├── UnsupportedMediaType     415      unsupported_media_type
-    ├── RateLimited              429      rate_limited
-    └── NoEndpointAvailable      503      no_endpoint_available
-Routing errors (`routing.errors`) carry their own status and reason; upstream failures
-(`providers.errors`) map by their `http_status`, with a reason per class (`UPSTREAM_REASONS`).
+    GatewayError                 client_status   code (metadata.reason)
+    ├── BadRequest               400             bad_request
+    ├── Unauthorized             401             unauthorized
+    ├── PaymentRequired          402             insufficient_credits
+    ├── Forbidden                403             forbidden
+    ├── NotFound                 404             not_found
+    ├── PayloadTooLarge          413             payload_too_large
+    ├── UnsupportedMediaType     415             unsupported_media_type
+    ├── RateLimited              429             rate_limited
+    └── GenerationError          the last upstream error's: routing's `GenerationFailed`,
+                                 wrapped with the headers that name the generation
+Routing errors (`routing.errors`) and upstream failures (`providers.errors`) speak the same
+words (`client_status`, `code`, `message`, `metadata`; an upstream's own status is
+`upstream_status`), so one branch maps them all.
 """
 
 from __future__ import annotations
@@ -26,29 +28,16 @@ import msgspec
 from litestar import Request, Response
 from litestar.exceptions import HTTPException
 
-from providers.errors import (
-    MidStreamError,
-    UpstreamBadRequest,
-    UpstreamConnectError,
-    UpstreamContextExceeded,
-    UpstreamError,
-    UpstreamProtocolError,
-    UpstreamRateLimited,
-    UpstreamRejected,
-    UpstreamReset,
-    UpstreamServerError,
-    UpstreamTimeout,
-    UpstreamUnavailable,
-)
+from providers.errors import UpstreamError
+from routing.attempts import GenerationFailed
 from routing.errors import RoutingError
-from routing.executor import GenerationFailed
 
 log = logging.getLogger("gateway.errors")
 _encode = msgspec.json.Encoder(decimal_format="number").encode
 
 
 class GatewayError(Exception):
-    status = 500
+    client_status = 500
     code = "internal_error"
 
     def __init__(
@@ -65,64 +54,59 @@ class GatewayError(Exception):
 
 
 class BadRequest(GatewayError):
-    status = 400
+    client_status = 400
     code = "bad_request"
 
 
 class Unauthorized(GatewayError):
-    status = 401
+    client_status = 401
     code = "unauthorized"
 
 
 class PaymentRequired(GatewayError):
-    status = 402
+    client_status = 402
     code = "insufficient_credits"
 
 
 class Forbidden(GatewayError):
-    status = 403
+    client_status = 403
     code = "forbidden"
 
 
 class NotFound(GatewayError):
-    status = 404
+    client_status = 404
     code = "not_found"
 
 
 class PayloadTooLarge(GatewayError):
-    status = 413
+    client_status = 413
     code = "payload_too_large"
 
 
 class UnsupportedMediaType(GatewayError):
-    status = 415
+    client_status = 415
     code = "unsupported_media_type"
 
 
 class RateLimited(GatewayError):
-    status = 429
+    client_status = 429
     code = "rate_limited"
 
 
-class NoEndpointAvailable(GatewayError):
-    status = 503
-    code = "no_endpoint_available"
+class GenerationError(GatewayError):
+    """A generation whose every attempt failed, as its client is told: the last upstream
+    error's status, reason and message, the generation's headers (and its Retry-After)."""
+
+    def __init__(self, failed: GenerationFailed, headers: dict[str, str]) -> None:
+        last = failed.last
+        super().__init__(last.message, metadata=last.metadata, headers=headers)
+        self.failed = failed
+        self.client_status = last.client_status
+        self.code = last.code
+        if last.retry_after is not None:
+            self.headers["Retry-After"] = retry_after_header(last.retry_after)
 
 
-# The reason of an upstream failure, most specific class first.
-UPSTREAM_REASONS: tuple[tuple[type[UpstreamError], str], ...] = (
-    (UpstreamContextExceeded, "context_length_exceeded"),
-    (UpstreamBadRequest, "upstream_bad_request"),
-    (UpstreamRateLimited, "upstream_rate_limited"),
-    (UpstreamRejected, "upstream_rejected"),
-    (UpstreamServerError, "upstream_error"),
-    (UpstreamTimeout, "upstream_timeout"),
-    (UpstreamConnectError, "upstream_connect_error"),
-    (UpstreamReset, "upstream_reset"),
-    (UpstreamProtocolError, "upstream_protocol_error"),
-    (UpstreamUnavailable, "upstream_unavailable"),
-    (MidStreamError, "upstream_mid_stream"),
-)
 # The reason of an error Litestar raised itself (unknown route, wrong method, body too large).
 STATUS_REASONS = {
     400: "bad_request",
@@ -163,11 +147,9 @@ def reason_for_status(status: int) -> str:
     return STATUS_REASONS.get(status, f"http_{status}")
 
 
-def upstream_reason(exc: UpstreamError) -> str:
-    for cls, reason in UPSTREAM_REASONS:
-        if isinstance(exc, cls):
-            return reason
-    return "upstream_error"
+def retry_after_header(seconds: float) -> str:
+    """Whole seconds, rounded up, at least 1."""
+    return str(max(int(seconds + 0.999), 1))
 
 
 def error_type(status: int) -> str:
@@ -183,19 +165,17 @@ def error_type(status: int) -> str:
 
 def error_response(exc: Exception) -> Response[bytes]:
     """Map any exception to its response; only 5xx are logged with a traceback."""
+    if isinstance(exc, GenerationFailed):  # not wrapped by the gateway: no generation headers
+        exc = GenerationError(exc, {})
     headers: dict[str, str] = {}
     reason: str
-    if isinstance(exc, GenerationFailed):
-        headers.update(exc.headers)
-        exc = exc.last
-    if isinstance(exc, GatewayError | RoutingError):
-        status, reason, message, metadata = exc.status, exc.code, exc.message, exc.metadata
-        headers = getattr(exc, "headers", {})
-    elif isinstance(exc, UpstreamError):
-        status, reason, message = exc.http_status, upstream_reason(exc), exc.message
-        metadata = {"error_class": type(exc).__name__}
-        if exc.retry_after is not None:
-            headers["Retry-After"] = str(max(int(exc.retry_after + 0.999), 1))
+    if isinstance(exc, GatewayError | RoutingError | UpstreamError):
+        status, reason, message = exc.client_status, exc.code, exc.message
+        metadata = exc.metadata
+        if isinstance(exc, GatewayError):
+            headers = exc.headers
+        elif isinstance(exc, UpstreamError) and exc.retry_after is not None:
+            headers["Retry-After"] = retry_after_header(exc.retry_after)
     elif isinstance(exc, HTTPException):
         status, message, metadata = exc.status_code, exc.detail, {}
         reason = reason_for_status(status)
@@ -204,7 +184,8 @@ def error_response(exc: Exception) -> Response[bytes]:
         headers = dict(exc.headers or {})
     else:
         status, reason, message, metadata = 500, "internal_error", "internal error", {}
-    if status >= 500 and not isinstance(exc, UpstreamError | RoutingError | NoEndpointAvailable):
+    expected = isinstance(exc, UpstreamError | RoutingError | GenerationError)
+    if status >= 500 and not expected:
         log.error("unhandled error", exc_info=exc)
     return Response(
         error_body(status, message, reason, metadata),

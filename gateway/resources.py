@@ -32,7 +32,7 @@ from providers.llamacpp_health import LlamaCppMonitor
 from providers.openai_compatible import OpenAICompatibleProvider
 from providers.provider import Provider
 from providers.tokenizer import warm as warm_tokenizer
-from routing.runtime import Routing, RoutingConfig, open_routing
+from routing.runtime import Routing, open_routing
 
 REDIS_POOL_SIZE = 64  # redis-py connections per worker (background users); more commands wait
 REDIS_POOL_WAIT_S = 10.0  # a command that waits longer for a connection fails
@@ -119,15 +119,16 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
         stack.push_async_callback(llamacpp.aclose)
         routing = await stack.enter_async_context(
             open_routing(
-                RoutingConfig.from_mapping(settings.routing.model_dump()),
+                settings.routing.config(),
                 catalog,
                 providers,
                 redis,
                 settings.redis.redis_prefix,
+                # spill-over: busy or loading llama.cpp servers yield to the others
+                availability=llamacpp.unavailable,
             )
         )
         planner, executor = routing.planner, routing.executor
-        planner.availability = llamacpp.unavailable  # spill-over: busy or loading servers yield
         metrics = await stack.enter_async_context(
             open_metrics(open_breakers(catalog, routing.live.snapshot))
         )

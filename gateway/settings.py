@@ -5,12 +5,22 @@ Not a place for defaults that belong to a single module's logic.
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
+import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from providers.provider import Timeouts
+from routing import defaults as d
+from routing.breaker import BreakerPolicy
+from routing.config import RoutingConfig, StatsPolicy
+from routing.retry import RetryPolicy
+from routing.scoring import RoutingPolicy
 
 
 class ServerSettings(BaseSettings):
@@ -74,34 +84,101 @@ class RedisSettings(BaseSettings):
     redis_prefix: str = "gw:"  # REDIS_PREFIX: namespaces every key, lets tests share a server
 
 
-class RoutingSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="GATEWAY_ROUTING_")
+ROUTING_PREFIX = "GATEWAY_ROUTING_"
 
-    connect_timeout_s: float = Field(default=5.0, gt=0)
-    first_token_timeout_s: float = Field(default=60.0, gt=0)
-    total_timeout_s: float = Field(default=600.0, gt=0)
-    idle_timeout_s: float = Field(default=60.0, gt=0)  # longest silence inside an answer's body
-    max_attempts: int = Field(default=6, ge=1)  # per generation, across providers
-    retries_per_endpoint: int = Field(default=1, ge=0)
-    backoff_base_s: float = Field(default=0.05, ge=0)
-    backoff_max_s: float = Field(default=2.0, ge=0)
-    generation_timeout_s: float = Field(default=900.0, gt=0)  # no retry or wait runs past it
-    stats_refresh_s: float = Field(default=1.0, gt=0)  # the router's local snapshot
-    stats_flush_s: float = Field(default=0.2, gt=0)  # batched stats writes to Redis
-    stats_buckets: int = Field(default=15, ge=2)  # time buckets per stats window
-    stats_settle_s: float = Field(default=2.0, ge=0)  # a closed bucket is re-read this long
-    uptime_windows_s: tuple[float, ...] = (30, 300, 1800, 86_400, 2_592_000)
-    outage_window_s: float = Field(default=30.0, gt=0)  # balanced drops recent outages
-    latency_window_s: float = Field(default=1800.0, gt=0)  # TTFT/latency/throughput percentiles
-    min_samples: int = Field(default=5, ge=1)  # fewer -> the catalog's advertised figures
-    explore_share: float = Field(default=0.05, ge=0, le=1)  # first try for a fresh endpoint
-    outage_uptime: float = Field(default=0.7, ge=0, le=1)  # below it in the outage window
-    outage_min_requests: int = Field(default=3, ge=1)
-    breaker_failures: int = Field(default=5, ge=1)  # consecutive failures that open it
-    breaker_cooldown_s: float = Field(default=5.0, gt=0)  # doubles per failed probe
-    breaker_max_cooldown_s: float = Field(default=60.0, gt=0)
-    affinity_entries: int = Field(default=100_000, ge=1)  # conversations remembered per replica
-    affinity_yield: float = Field(default=0.25, gt=0, le=1)  # warm cache leads unless 1/x worse
+
+class RoutingSettings(BaseSettings):
+    """The routing knobs as the env spells them; defaults are routing's own (`routing.defaults`).
+
+    `config()` is the one place they become routing's policies. An env name under the prefix
+    that names no setting (a typo) fails at start instead of being ignored.
+    """
+
+    model_config = SettingsConfigDict(env_prefix=ROUTING_PREFIX)
+
+    connect_timeout_s: float = Field(default=d.TIMEOUTS.connect, gt=0)
+    first_token_timeout_s: float = Field(default=d.TIMEOUTS.first_token, gt=0)
+    total_timeout_s: float = Field(default=d.TIMEOUTS.total, gt=0)
+    idle_timeout_s: float = Field(default=d.TIMEOUTS.idle, gt=0)  # silence inside a body
+    max_attempts: int = Field(default=d.MAX_ATTEMPTS, ge=1)  # per generation, across providers
+    retries_per_endpoint: int = Field(default=d.RETRIES_PER_ENDPOINT, ge=0)
+    backoff_base_s: float = Field(default=d.BACKOFF_BASE_S, ge=0)
+    backoff_max_s: float = Field(default=d.BACKOFF_MAX_S, ge=0)
+    generation_timeout_s: float = Field(default=d.GENERATION_TIMEOUT_S, gt=0)
+    stats_refresh_s: float = Field(default=d.STATS_REFRESH_S, gt=0)
+    stats_flush_s: float = Field(default=d.STATS_FLUSH_S, gt=0)
+    stats_buckets: int = Field(default=d.STATS_BUCKETS, ge=2)
+    stats_settle_s: float = Field(default=d.STATS_SETTLE_S, ge=0)
+    uptime_windows_s: tuple[float, ...] = d.UPTIME_WINDOWS_S
+    outage_window_s: float = Field(default=d.OUTAGE_WINDOW_S, gt=0)
+    latency_window_s: float = Field(default=d.LATENCY_WINDOW_S, gt=0)
+    min_samples: int = Field(default=d.MIN_SAMPLES, ge=1)
+    explore_share: float = Field(default=d.EXPLORE_SHARE, ge=0, le=1)
+    outage_uptime: float = Field(default=d.OUTAGE_UPTIME, ge=0, le=1)
+    outage_min_requests: int = Field(default=d.OUTAGE_MIN_REQUESTS, ge=1)
+    breaker_failures: int = Field(default=d.BREAKER_FAILURES, ge=1)
+    breaker_cooldown_s: float = Field(default=d.BREAKER_COOLDOWN_S, gt=0)
+    breaker_max_cooldown_s: float = Field(default=d.BREAKER_MAX_COOLDOWN_S, gt=0)
+    affinity_entries: int = Field(default=d.AFFINITY_ENTRIES, ge=1)
+    affinity_yield: float = Field(default=d.AFFINITY_YIELD, gt=0, le=1)
+
+    @model_validator(mode="after")
+    def _no_unknown_names(self) -> RoutingSettings:
+        unknown_setting(ROUTING_PREFIX, type(self).model_fields)
+        return self
+
+    def config(self) -> RoutingConfig:
+        """Routing's policies from these settings (the one place they are mapped)."""
+        return RoutingConfig(
+            timeouts=Timeouts(
+                self.connect_timeout_s,
+                self.first_token_timeout_s,
+                self.total_timeout_s,
+                self.idle_timeout_s,
+            ),
+            retry=RetryPolicy(
+                retries_per_endpoint=self.retries_per_endpoint,
+                backoff_base_s=self.backoff_base_s,
+                backoff_max_s=self.backoff_max_s,
+                deadline_s=self.generation_timeout_s,
+            ),
+            max_attempts=self.max_attempts,
+            scoring=RoutingPolicy(
+                min_samples=self.min_samples,
+                explore_share=self.explore_share,
+                outage_uptime=self.outage_uptime,
+                outage_min_requests=self.outage_min_requests,
+                affinity_yield=self.affinity_yield,
+            ),
+            breaker=BreakerPolicy(
+                failures=self.breaker_failures,
+                cooldown_s=self.breaker_cooldown_s,
+                max_cooldown_s=self.breaker_max_cooldown_s,
+                # A half-open probe is held as long as its first token may take.
+                probe_ttl_s=self.first_token_timeout_s,
+            ),
+            stats=StatsPolicy(
+                refresh_s=self.stats_refresh_s,
+                flush_s=self.stats_flush_s,
+                buckets=self.stats_buckets,
+                settle_s=self.stats_settle_s,
+                uptime_windows_s=tuple(self.uptime_windows_s),
+                outage_window_s=self.outage_window_s,
+                latency_window_s=self.latency_window_s,
+            ),
+            affinity_entries=self.affinity_entries,
+        )
+
+
+def unknown_setting(prefix: str, fields: Iterable[str]) -> None:
+    """Refuse an env name under `prefix` that names none of `fields` (ValueError)."""
+    known = {prefix + name.upper() for name in fields}
+    for name in os.environ:
+        upper = name.upper()
+        if upper.startswith(prefix) and upper not in known:
+            close = difflib.get_close_matches(upper, known, n=1)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            raise ValueError(f"unknown setting {name}{hint}")
 
 
 class LedgerSettings(BaseSettings):

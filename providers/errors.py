@@ -1,7 +1,10 @@
 """Upstream failure classes: what went wrong on one attempt and what that means.
 
 Each class says whether the same endpoint may be retried, whether another endpoint may
-serve instead, whether it counts against the endpoint's uptime, and the client-facing status.
+serve instead, whether it counts against the endpoint's uptime, the status the client gets
+(`client_status`) and the envelope's reason (`code`); an instance carries the status the
+upstream sent (`upstream_status`, None when it sent none), `message` and `metadata`. The same
+five words mean the same on routing's and the gateway's errors.
 
     UpstreamError
     ├── UpstreamTransportError         no usable HTTP answer
@@ -35,28 +38,33 @@ class UpstreamError(Exception):
     fallback: ClassVar[bool] = True
     counts_against_uptime: ClassVar[bool] = True
     rate_limited: ClassVar[bool] = False
-    client_status: ClassVar[int] = 502
     outcome: ClassVar[str] = "error"
+    code: ClassVar[str] = "upstream_error"  # the envelope's `metadata.reason`
+    _client_status: ClassVar[int] = 502
 
     def __init__(
         self,
         message: str,
         *,
-        status: int | None = None,
+        upstream_status: int | None = None,
         retry_after: float | None = None,
         body: Any = None,
     ) -> None:
         super().__init__(message)
         self.message = message
-        self.status = status
+        self.upstream_status = upstream_status
         self.retry_after = retry_after
         self.body = body
         self.answered = False  # set where the transport says the answer had started
 
     @property
-    def http_status(self) -> int:
+    def client_status(self) -> int:
         """The status the client gets when this is the generation's final failure."""
-        return self.client_status
+        return self._client_status
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        return {"error_class": type(self).__name__}
 
 
 class UpstreamTransportError(UpstreamError):
@@ -65,15 +73,18 @@ class UpstreamTransportError(UpstreamError):
 
 class UpstreamConnectError(UpstreamTransportError):
     outcome = "connect"
+    code = "upstream_connect_error"
 
 
 class UpstreamTimeout(UpstreamTransportError):
-    client_status = 408
+    _client_status = 408
     outcome = "timeout"
+    code = "upstream_timeout"
 
 
 class UpstreamReset(UpstreamTransportError):
     outcome = "reset"
+    code = "upstream_reset"
 
 
 class UpstreamStatusError(UpstreamError):
@@ -84,7 +95,8 @@ class UpstreamRateLimited(UpstreamStatusError):
     retryable = True
     counts_against_uptime = False
     rate_limited = True
-    client_status = 429
+    _client_status = 429
+    code = "upstream_rate_limited"
 
 
 class UpstreamServerError(UpstreamStatusError):
@@ -94,17 +106,21 @@ class UpstreamServerError(UpstreamStatusError):
 class UpstreamRejected(UpstreamStatusError):
     """The upstream refused our credentials, billing or model name: another may serve."""
 
+    code = "upstream_rejected"
+
 
 class UpstreamBadRequest(UpstreamStatusError):
     """The request itself is wrong; every provider would refuse it."""
 
     fallback = False
     counts_against_uptime = False
-    client_status = 400
+    _client_status = 400
+    code = "upstream_bad_request"
 
     @property
-    def http_status(self) -> int:
-        return self.status or self.client_status
+    def client_status(self) -> int:
+        """The upstream's own 4xx is passed on (413, 422), else 400."""
+        return self.upstream_status or self._client_status
 
 
 class UpstreamContextExceeded(UpstreamBadRequest):
@@ -112,6 +128,7 @@ class UpstreamContextExceeded(UpstreamBadRequest):
     longer context may serve it (e.g. the next model of `models`)."""
 
     outcome = "context_length"
+    code = "context_length_exceeded"
 
 
 # How upstreams say "too long" (OpenAI/Groq code, llama.cpp's type, common message wording).
@@ -132,14 +149,16 @@ def _context_exceeded(message: str, body: Any) -> bool:
 class UpstreamProtocolError(UpstreamError):
     retryable = True
     outcome = "protocol"
+    code = "upstream_protocol_error"
 
 
 class UpstreamUnavailable(UpstreamError):
     """Not failing, just not able to take this request now (loading, saturated, breaker open)."""
 
     counts_against_uptime = False
-    client_status = 503
+    _client_status = 503
     outcome = "unavailable"
+    code = "upstream_unavailable"
 
 
 class MidStreamError(UpstreamError):
@@ -147,6 +166,7 @@ class MidStreamError(UpstreamError):
 
     fallback = False
     outcome = "mid_stream"
+    code = "upstream_mid_stream"
 
 
 def error_for_status(
@@ -162,4 +182,4 @@ def error_for_status(
         cls = UpstreamContextExceeded if _context_exceeded(message, body) else UpstreamBadRequest
     else:
         cls = UpstreamRejected
-    return cls(message, status=status, retry_after=retry_after, body=body)
+    return cls(message, upstream_status=status, retry_after=retry_after, body=body)

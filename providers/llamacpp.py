@@ -138,9 +138,9 @@ def classify(exc: UpstreamError) -> UpstreamError:
     format") stays a server error that falls back; 400 (`exceed_context_size_error`) stays the
     client's fault.
     """
-    if exc.status == 503 and not isinstance(exc, UpstreamUnavailable):
+    if exc.upstream_status == 503 and not isinstance(exc, UpstreamUnavailable):
         return UpstreamUnavailable(
-            exc.message, status=503, retry_after=exc.retry_after, body=exc.body
+            exc.message, upstream_status=503, retry_after=exc.retry_after, body=exc.body
         )
     return exc
 

@@ -116,7 +116,7 @@ def _answered(error: UpstreamError, cause: BaseException) -> UpstreamError:
     if _received(cause):
         assert isinstance(cause, HttpClientError)
         error.answered = True
-        error.status = cause.status or None
+        error.upstream_status = cause.status or None
         error.message += " after its answer had started; not sent to it again"
         if cause.status:
             error.message += f" (it answered {cause.status}: the upstream may bill it)"
@@ -304,11 +304,11 @@ class OpenAICompatibleProvider:
         except msgspec.DecodeError as exc:
             error = UpstreamProtocolError(f"{provider}: upstream sent invalid JSON")
             error.answered = True  # a 200 with a body: whatever it was, it may be billed
-            error.status = resp.status
+            error.upstream_status = resp.status
             raise error from exc
         if not isinstance(payload, dict) or not isinstance(payload.get("choices"), list):
             error = UpstreamProtocolError(f"{provider}: upstream answer has no choices")
-            error.answered, error.status = True, resp.status
+            error.answered, error.upstream_status = True, resp.status
             raise error
         return self.finish(call, payload, ttft, latency)
 
@@ -351,7 +351,7 @@ class OpenAICompatibleProvider:
                         return
                     yield self.parse_chunk(call, data)
                 ended = UpstreamReset(f"{provider}: stream ended without [DONE]")
-                ended.answered, ended.status = True, resp.status
+                ended.answered, ended.upstream_status = True, resp.status
                 raise ended
             finally:
                 if not finishing:

@@ -9,6 +9,11 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass
 
+from providers.catalog import Endpoint
+from providers.usage import Usage
+from routing import defaults
+from routing.preferences import RouteRequest
+
 
 @dataclass(frozen=True, slots=True)
 class Warm:
@@ -22,7 +27,7 @@ class Warm:
 class AffinityMemory:
     """Bounded LRU of conversation key -> `Warm`; entries die with the cache they point at."""
 
-    def __init__(self, max_entries: int = 100_000) -> None:
+    def __init__(self, max_entries: int = defaults.AFFINITY_ENTRIES) -> None:
         self._max = max(max_entries, 1)
         self._entries: OrderedDict[str, Warm] = OrderedDict()
 
@@ -40,6 +45,15 @@ class AffinityMemory:
         entries.move_to_end(key)
         while len(entries) > self._max:
             entries.popitem(last=False)
+
+    def served(self, request: RouteRequest, endpoint: Endpoint, usage: Usage, now: float) -> None:
+        """The executor's served observer: a conversation's serving endpoint is remembered for
+        as long as that endpoint keeps a prompt cache."""
+        key = request.affinity_key
+        if key is None:
+            return
+        prompt = usage.prompt_tokens or request.prompt_tokens
+        self.remember(key, endpoint.id, prompt, now, endpoint.cache_ttl_s)
 
     def recall(self, key: str, now: float) -> Warm | None:
         warm = self._entries.get(key)

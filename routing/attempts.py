@@ -30,6 +30,14 @@ class Attempt:
     generation_s: float | None = None  # time spent generating output, for throughput
     retry_after_s: float | None = None
 
+    def failed(self, error: UpstreamError) -> None:
+        """End the attempt with an upstream failure: its outcome, status and detail."""
+        self.outcome = error.outcome
+        self.status = error.upstream_status
+        self.error_class = type(error).__name__
+        self.message = error.message
+        self.retry_after_s = error.retry_after
+
 
 @dataclass(frozen=True, slots=True)
 class Skip:
@@ -41,7 +49,8 @@ class Skip:
 
 
 class GenerationFailed(Exception):
-    """Every allowed attempt failed; `last` is what the client is told."""
+    """Every allowed attempt failed; `last` is what the client is told (its `client_status`,
+    `code`, `message`). Routing's record of the failure: the gateway wraps it, never edits it."""
 
     def __init__(
         self, last: UpstreamError, attempts: list[Attempt], skipped: list[Skip] | None = None
@@ -50,7 +59,6 @@ class GenerationFailed(Exception):
         self.last = last
         self.attempts = attempts
         self.skipped = skipped or []
-        self.headers: dict[str, str] = {}  # set by whoever names the generation
 
 
 @dataclass(slots=True)

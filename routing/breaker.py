@@ -11,6 +11,8 @@ from typing import Literal
 
 import msgspec
 
+from routing import defaults
+
 Phase = Literal["closed", "open", "half_open"]
 
 
@@ -44,10 +46,12 @@ class BreakerState:
 
 @dataclass(frozen=True, slots=True)
 class BreakerPolicy:
-    failures: int = 5  # consecutive failed attempts (on this replica) that open the breaker
-    cooldown_s: float = 5.0  # the first open; doubled on every failed probe
-    max_cooldown_s: float = 60.0
-    probe_ttl_s: float = 30.0  # how long one replica holds the half-open probe token
+    """When a breaker opens and for how long (defaults: `routing.defaults`)."""
+
+    failures: int = defaults.BREAKER_FAILURES
+    cooldown_s: float = defaults.BREAKER_COOLDOWN_S
+    max_cooldown_s: float = defaults.BREAKER_MAX_COOLDOWN_S
+    probe_ttl_s: float = defaults.BREAKER_PROBE_TTL_S
 
 
 class Breakers:

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
+from routing import defaults
 from routing.stats import (
     THROUGHPUT_FLOOR,
     TTFT_FLOOR_MS,
@@ -64,11 +65,11 @@ class Layout:
     @classmethod
     def build(
         cls,
-        uptime_windows_s: Iterable[float] = (30, 300, 1800, 86_400, 2_592_000),
-        outage_window_s: float = 30.0,
-        latency_window_s: float = 1800.0,
-        buckets_per_window: int = 15,
-        settle_s: float = 2.0,
+        uptime_windows_s: Iterable[float] = defaults.UPTIME_WINDOWS_S,
+        outage_window_s: float = defaults.OUTAGE_WINDOW_S,
+        latency_window_s: float = defaults.LATENCY_WINDOW_S,
+        buckets_per_window: int = defaults.STATS_BUCKETS,
+        settle_s: float = defaults.STATS_SETTLE_S,
     ) -> Layout:
         uptime = tuple((label_of(w), round(w * 1000)) for w in uptime_windows_s)
         outage_ms, latency_ms = round(outage_window_s * 1000), round(latency_window_s * 1000)

@@ -1,10 +1,13 @@
 """Why routing could not produce a plan: unknown model, nothing left after filters, bad prefs.
 
-RoutingError                 503
-├── UnknownModel             400  (as OpenRouter answers an unknown model)
-├── NoEndpoint               503  every endpoint disabled or unavailable
-│   └── NoMatchingEndpoint   404  the request's own preferences removed every endpoint
-└── ConflictingPreferences   400
+RoutingError                 client_status  code
+├── UnknownModel             400  model_not_found (as OpenRouter answers an unknown model)
+├── NoEndpoint               503  no_endpoint_available: every endpoint disabled or unavailable
+│   └── NoMatchingEndpoint   404  no_endpoint_matches: the request's own preferences removed all
+└── ConflictingPreferences   400  bad_request
+
+Same words as `providers.errors` and `gateway.errors`: `client_status`, `code`, `message`,
+`metadata`. A generation whose attempts all failed is `routing.attempts.GenerationFailed`.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from typing import Any
 
 
 class RoutingError(Exception):
-    status = 503
+    client_status = 503
     code = "no_endpoint_available"  # the envelope's `metadata.reason`
 
     def __init__(self, message: str, *, metadata: dict[str, Any] | None = None) -> None:
@@ -23,7 +26,7 @@ class RoutingError(Exception):
 
 
 class UnknownModel(RoutingError):
-    status = 400
+    client_status = 400
     code = "model_not_found"
 
 
@@ -32,12 +35,12 @@ class NoEndpoint(RoutingError):
 
 
 class ConflictingPreferences(RoutingError):
-    status = 400
+    client_status = 400
     code = "bad_request"
 
 
 class NoMatchingEndpoint(NoEndpoint):
     """The client's own preferences (or an exacto pin) left no endpoint that could serve."""
 
-    status = 404
+    client_status = 404
     code = "no_endpoint_matches"

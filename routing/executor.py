@@ -1,13 +1,14 @@
-"""The executor: runs a plan's attempts, retrying and falling back on upstream failures.
+"""The executor: the loop over a plan's endpoints, retrying and falling back on upstream failures.
 
-Owns no routing decisions: the plan says which endpoints in which order; the breaker gate says
-which may be called now. One tenacity policy per endpoint, one attempt budget per generation.
+Owns no routing decisions: the plan says which endpoints in which order; admission
+(`routing.admission`: breaker and slots) says which may be called now; observers hear how each
+attempt ended (live stats) and which endpoint served (cache affinity). One tenacity policy per
+endpoint (`routing.retry`), one attempt budget per generation.
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -24,11 +25,12 @@ from providers.errors import (
 from providers.parameters import upstream_body
 from providers.provider import Chunk, Completion, Provider, Timeouts, UpstreamCall
 from providers.usage import Usage
-from routing.affinity import AffinityMemory
+from routing import defaults
+from routing.admission import Admission, EndpointGate
 from routing.attempts import Attempt, GenerationFailed, Served, Skip
 from routing.bounds import completion_bound
-from routing.breaker import Phase
 from routing.planner import Plan
+from routing.preferences import RouteRequest
 from routing.retry import RetryPolicy, retryable, retrying
 from routing.stream import OpenedStream
 
@@ -41,6 +43,7 @@ __all__ = [
     "OpenedStream",
     "RetryPolicy",
     "Served",
+    "ServedObserver",
     "Skip",
 ]
 
@@ -54,12 +57,12 @@ class AttemptObserver(Protocol):
     def observe(self, attempt: Attempt, error: UpstreamError | None) -> None: ...
 
 
-class EndpointGate(Protocol):
-    """The breakers as the executor asks them: may this endpoint be called now?"""
+class ServedObserver(Protocol):
+    """Hears which endpoint served a generation, and with what usage (cache affinity)."""
 
-    def phase(self, endpoint_id: str, now: float) -> tuple[Phase, float]: ...
-
-    async def claim_probe(self, endpoint_id: str, now: float) -> bool: ...
+    def served(
+        self, request: RouteRequest, endpoint: Endpoint, usage: Usage, now: float
+    ) -> None: ...
 
 
 @dataclass(slots=True)
@@ -73,7 +76,7 @@ class _Run:
     skipped: list[Skip] = field(default_factory=list)
     started_wall: datetime = _NOT_STARTED  # set with `started` as each attempt starts
     started: float = 0.0
-    slot: int = -1  # the busy-slot token of the current attempt
+    slot: int = -1  # the admission slot token of the current attempt
 
 
 class Executor:
@@ -82,12 +85,12 @@ class Executor:
         providers: Mapping[str, Provider],
         secret_for: Callable[[Endpoint], Secret | None],
         timeouts: Timeouts,
-        max_attempts: int = 6,
+        max_attempts: int = defaults.MAX_ATTEMPTS,
         observer: AttemptObserver | None = None,
         *,
         retry: RetryPolicy | None = None,
         gate: EndpointGate | None = None,
-        affinity: AffinityMemory | None = None,
+        on_served: ServedObserver | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -96,15 +99,13 @@ class Executor:
         self._timeouts = timeouts
         self._max_attempts = max_attempts
         self._observer = observer
-        self._retry = retry or RetryPolicy()
-        self._gate = gate
-        self._affinity = affinity
+        self._retry = retry = retry or RetryPolicy()
+        self._on_served = on_served
         self._sleep = sleep
         self._clock = clock
-        # Busy slots per endpoint (token -> monotonic start), for `max_concurrency`. A slot
-        # whose stream was never finished expires with the attempt's total timeout.
-        self._inflight: dict[str, dict[int, float]] = {}
-        self._slots = itertools.count()
+        self._admission = Admission(
+            gate, retry, slot_ttl_s=timeouts.total, sleep=sleep, clock=clock
+        )
 
     # -- public surface
 
@@ -118,7 +119,7 @@ class Executor:
             return await self._providers[endpoint.kind].complete(call)
 
         endpoint, completion, run = await self._run(plan, body, once, attempts)
-        self._release(endpoint, run.slot)
+        self._admission.release(endpoint, run.slot)
         attempt = self._attempt(endpoint, run.started_wall, run.started, completion.ttft_s)
         usage = completion.usage
         attempt.completion_tokens = usage.completion_tokens
@@ -126,7 +127,7 @@ class Executor:
         if _error_finish(completion.body):
             attempt.outcome = "error_finish"
         self._finish(run.attempts, attempt, None)
-        self._remember(plan, endpoint, usage)
+        self._served(plan, endpoint, usage)
         return Served(endpoint, completion, run.attempts, run.skipped)
 
     async def open_stream(
@@ -167,7 +168,7 @@ class Executor:
         self, opened: OpenedStream, plan: Plan, started_wall: datetime, slot: int
     ) -> None:
         """Record the serving attempt of a stream that ended (called once, by the stream)."""
-        self._release(opened.endpoint, slot)
+        self._admission.release(opened.endpoint, slot)
         attempt = self._attempt(opened.endpoint, started_wall, opened.started, opened.ttft_s)
         attempt.streamed = True
         usage = opened.usage
@@ -181,7 +182,7 @@ class Executor:
             attempt.outcome = "error_finish"
         self._finish(opened.attempts, attempt, error)
         if opened.ended == "ok" and usage is not None:
-            self._remember(plan, opened.endpoint, usage)
+            self._served(plan, opened.endpoint, usage)
 
     # -- the loop over the plan
 
@@ -209,7 +210,10 @@ class Executor:
             if endpoint.context_length <= too_short.get(endpoint.model, 0):
                 continue
             try:
-                if not await self._admit(endpoint, alone, run):
+                admitted = await self._admission.admit(
+                    endpoint, alone=alone, deadline=run.deadline, skipped=run.skipped
+                )
+                if not admitted:
                     continue
                 result = await self._try_endpoint(endpoint, body, alone, run, once)
             except UpstreamContextExceeded as exc:
@@ -231,44 +235,6 @@ class Executor:
                 retry_after=min(waits) if waits else None,
             )
         raise GenerationFailed(last, run.attempts, run.skipped)
-
-    async def _admit(self, endpoint: Endpoint, alone: bool, run: _Run) -> bool:
-        """Whether to call the endpoint now; waits only when no other endpoint is allowed."""
-        delay = max(self._retry.backoff_base_s, 0.01)
-        while True:
-            reason = self._closed_reason(endpoint)
-            if reason is None:
-                return True
-            gate = self._gate
-            phase, until = gate.phase(endpoint.id, self._clock()) if gate else ("closed", 0.0)
-            if phase == "half_open" and gate is not None:
-                if await gate.claim_probe(endpoint.id, self._clock()):
-                    return True
-                reason = "half-open: another request holds the probe"
-            wait = until - self._clock() if phase == "open" else delay
-            if not alone:
-                retry_after = max(wait, 0.0) if phase == "open" else None
-                run.skipped.append(Skip(endpoint.id, f"{endpoint.provider}: {reason}", retry_after))
-                return False
-            delay = min(delay * 2, max(self._retry.backoff_max_s, delay))
-            if time.monotonic() + wait > run.deadline:
-                raise UpstreamUnavailable(
-                    f"{endpoint.provider}: {reason}", retry_after=max(wait, 0.0)
-                )
-            await self._sleep(max(wait, 0.0))
-
-    def _closed_reason(self, endpoint: Endpoint) -> str | None:
-        gate = self._gate
-        if gate is not None:
-            phase, until = gate.phase(endpoint.id, self._clock())
-            if phase == "open":
-                return f"out of rotation for {max(until - self._clock(), 0):.1f}s"
-            if phase == "half_open":
-                return "half-open"
-        slots = endpoint.max_concurrency
-        if slots is not None and endpoint.spill_over and self._busy(endpoint) >= slots:
-            return "every slot is busy"
-        return None
 
     async def _try_endpoint(
         self,
@@ -335,19 +301,18 @@ class Executor:
         )
         run.budget -= 1
         run.started_wall, run.started = datetime.now(UTC), time.monotonic()
-        run.slot = next(self._slots)
-        self._inflight.setdefault(endpoint.id, {})[run.slot] = run.started
+        run.slot = self._admission.take(endpoint, run.started)
         try:
             return await once(endpoint, call)
         except UpstreamError as exc:
-            self._release(endpoint, run.slot)
+            self._admission.release(endpoint, run.slot)
             self._finish(
                 run.attempts, self._attempt(endpoint, run.started_wall, run.started, None), exc
             )
             raise
         except BaseException:
             # Cancelled (the client or the server went away) while the upstream was working.
-            self._release(endpoint, run.slot)
+            self._admission.release(endpoint, run.slot)
             attempt = self._attempt(endpoint, run.started_wall, run.started, None)
             attempt.outcome = "cancelled"
             self._finish(run.attempts, attempt, None)
@@ -366,37 +331,14 @@ class Executor:
         self, attempts: list[Attempt], attempt: Attempt, error: UpstreamError | None
     ) -> None:
         if error is not None:
-            attempt.outcome = error.outcome
-            attempt.status = error.status
-            attempt.error_class = type(error).__name__
-            attempt.message = error.message
-            attempt.retry_after_s = error.retry_after
+            attempt.failed(error)
         attempts.append(attempt)
         if self._observer is not None:
             self._observer.observe(attempt, error)
 
-    def _busy(self, endpoint: Endpoint) -> int:
-        slots = self._inflight.get(endpoint.id)
-        if not slots:
-            return 0
-        stale = time.monotonic() - self._timeouts.total
-        for token in [t for t, started in slots.items() if started < stale]:
-            del slots[token]
-        return len(slots)
-
-    def _release(self, endpoint: Endpoint, slot: int) -> None:
-        slots = self._inflight.get(endpoint.id)
-        if slots is not None:
-            slots.pop(slot, None)
-            if not slots:
-                del self._inflight[endpoint.id]
-
-    def _remember(self, plan: Plan, endpoint: Endpoint, usage: Usage) -> None:
-        key = plan.request.affinity_key
-        if self._affinity is None or key is None:
-            return
-        prompt = usage.prompt_tokens or plan.request.prompt_tokens
-        self._affinity.remember(key, endpoint.id, prompt, self._clock(), endpoint.cache_ttl_s)
+    def _served(self, plan: Plan, endpoint: Endpoint, usage: Usage) -> None:
+        if self._on_served is not None:
+            self._on_served.served(plan.request, endpoint, usage, self._clock())
 
 
 def _error_finish(body: dict[str, Any]) -> bool:

@@ -11,7 +11,7 @@ from decimal import Decimal
 
 from routing.errors import ConflictingPreferences
 from routing.facts import EndpointFacts
-from routing.preferences import Mode, ProviderPreferences, RouteRequest, Sort, SortBy
+from routing.preferences import MaxPrice, Mode, ProviderPreferences, RouteRequest, Sort, SortBy
 
 SORT_MODES: dict[SortBy, Mode] = {
     "price": "floor",
@@ -19,6 +19,9 @@ SORT_MODES: dict[SortBy, Mode] = {
     "latency": "nitro",
     "exacto": "exacto",
 }
+
+
+NO_MAX_PRICE = MaxPrice()
 
 
 def lowered(names: Iterable[str] | None) -> tuple[str, ...]:
@@ -34,7 +37,12 @@ def sort_of(prefs: ProviderPreferences) -> Sort | None:
 
 def check_conflicts(request: RouteRequest) -> None:
     """Refuse preferences that contradict each other or the mode (400)."""
-    prefs = request.preferences
+    _provider_conflicts(request.preferences)
+    _mode_conflicts(request)
+    _price_conflicts(request.preferences)
+
+
+def _provider_conflicts(prefs: ProviderPreferences) -> None:
     only, ignore, order = set(lowered(prefs.only)), set(lowered(prefs.ignore)), lowered(prefs.order)
     if prefs.only is not None and only and only <= ignore:
         raise ConflictingPreferences(
@@ -49,31 +57,36 @@ def check_conflicts(request: RouteRequest) -> None:
                 "provider.only/provider.ignore exclude",
                 metadata={"order": list(order), "only": sorted(only), "ignore": sorted(ignore)},
             )
-    sort = sort_of(prefs)
+
+
+def _mode_conflicts(request: RouteRequest) -> None:
+    prefs = request.preferences
+    only = set(lowered(prefs.only))
     if request.mode == "exacto" and len(only) > 1:
         raise ConflictingPreferences(
             f"exacto routes to exactly one provider, but provider.only names {len(only)}",
             metadata={"only": sorted(only)},
         )
-    if (
-        sort is not None
-        and sort.by is not None
-        and request.mode_from_suffix
-        and not _sort_fits(request.mode, sort.by)
-    ):
+    sort = sort_of(prefs)
+    by = sort.by if sort is not None else None
+    if by is not None and request.mode_from_suffix and not _sort_fits(request.mode, by):
         raise ConflictingPreferences(
-            f"the :{request.mode} model suffix contradicts provider.sort={sort.by!r}",
-            metadata={"mode": request.mode, "sort": sort.by},
+            f"the :{request.mode} model suffix contradicts provider.sort={by!r}",
+            metadata={"mode": request.mode, "sort": by},
         )
+
+
+def _price_conflicts(prefs: ProviderPreferences) -> None:
     max_price = prefs.max_price
-    if max_price is not None:
-        for name in ("prompt", "completion", "request"):
-            value = getattr(max_price, name)
-            if value is not None and value < 0:
-                raise ConflictingPreferences(
-                    f"provider.max_price.{name} must not be negative",
-                    metadata={"max_price": name},
-                )
+    if max_price is None:
+        return
+    for name in ("prompt", "completion", "request"):
+        value = getattr(max_price, name)
+        if value is not None and value < 0:
+            raise ConflictingPreferences(
+                f"provider.max_price.{name} must not be negative",
+                metadata={"max_price": name},
+            )
 
 
 def _sort_fits(mode: Mode, by: SortBy) -> bool:
@@ -101,7 +114,11 @@ def _decimal(value: float | None) -> Decimal | None:
 
 
 class Filters:
-    """One request's hard filters, prepared once and applied endpoint by endpoint."""
+    """One request's hard filters, prepared once and applied endpoint by endpoint.
+
+    The rules every request has (enabled, context length, max_tokens) and the client's
+    preferences (only when it set any) are each written once, in `reason`.
+    """
 
     __slots__ = (
         "data_deny",
@@ -110,6 +127,7 @@ class Filters:
         "max_prompt",
         "max_request",
         "max_tokens",
+        "most",
         "only",
         "order_only",
         "parameters",
@@ -122,22 +140,19 @@ class Filters:
     def __init__(self, request: RouteRequest) -> None:
         prefs = request.preferences
         self.ignore = frozenset(lowered(prefs.ignore))
-        self.only = frozenset(lowered(prefs.only)) if prefs.only is not None else None
-        self.order_only = (
-            frozenset(lowered(prefs.order)) if prefs.order and not prefs.allow_fallbacks else None
-        )
-        self.quantizations = (
-            frozenset(lowered(prefs.quantizations)) if prefs.quantizations else None
-        )
+        self.only = _set_or_none(prefs.only, prefs.only is not None)
+        self.order_only = _set_or_none(prefs.order, bool(prefs.order) and not prefs.allow_fallbacks)
+        self.quantizations = _set_or_none(prefs.quantizations, bool(prefs.quantizations))
         self.data_deny = prefs.data_collection == "deny"
         self.zdr = prefs.zdr is True
         self.parameters = request.parameters if prefs.require_parameters else frozenset()
-        max_price = prefs.max_price
-        self.max_prompt = _decimal(max_price.prompt) if max_price else None
-        self.max_completion = _decimal(max_price.completion) if max_price else None
-        self.max_request = _decimal(max_price.request) if max_price else None
+        max_price = prefs.max_price or NO_MAX_PRICE
+        self.max_prompt = _decimal(max_price.prompt)
+        self.max_completion = _decimal(max_price.completion)
+        self.max_request = _decimal(max_price.request)
         self.prompt_tokens = request.prompt_tokens
         self.max_tokens = request.max_tokens
+        self.most = request.max_tokens or 0
         # Whether any client preference filters at all; most requests set none.
         self.picky = bool(
             self.ignore
@@ -147,13 +162,24 @@ class Filters:
             or self.data_deny
             or self.zdr
             or self.parameters
-            or max_price is not None
+            or prefs.max_price is not None
         )
 
     def reason(self, facts: EndpointFacts) -> str | None:
         """Why this endpoint may not serve the request, as `filter: detail`; None if it may."""
         if not facts.enabled:
             return f"disabled: {facts.disabled_reason}"
+        if self.picky:
+            why = self._preference(facts) or self._price(facts)
+            if why is not None:
+                return why
+        if self.prompt_tokens > facts.context_length:
+            return f"context_length: prompt ~{self.prompt_tokens} tokens > {facts.context_length}"
+        if self.most > facts.max_completion_tokens:
+            return f"max_tokens: {self.max_tokens} > the endpoint's {facts.max_completion_tokens}"
+        return None
+
+    def _preference(self, facts: EndpointFacts) -> str | None:
         provider = facts.provider
         if provider in self.ignore:
             return "ignore: provider.ignore names it"
@@ -168,23 +194,24 @@ class Filters:
             return "data_collection: the provider may store data"
         if self.zdr and not ep.zdr:
             return "zdr: not a zero-data-retention endpoint"
-        if self.parameters:
-            missing = self.parameters - facts.parameters
-            if missing:
-                return f"require_parameters: unsupported {', '.join(sorted(missing))}"
-        price = ep.price
+        missing = self.parameters - facts.parameters if self.parameters else None
+        if missing:
+            return f"require_parameters: unsupported {', '.join(sorted(missing))}"
+        return None
+
+    def _price(self, facts: EndpointFacts) -> str | None:
+        price = facts.endpoint.price
         if self.max_prompt is not None and price.prompt > self.max_prompt:
             return f"max_price: prompt {price.prompt} > {self.max_prompt} per 1M tokens"
         if self.max_completion is not None and price.completion > self.max_completion:
             return f"max_price: completion {price.completion} > {self.max_completion} per 1M tokens"
         if self.max_request is not None and price.request > self.max_request:
             return f"max_price: request {price.request} > {self.max_request}"
-        if self.prompt_tokens > ep.context_length:
-            return f"context_length: prompt ~{self.prompt_tokens} tokens > {ep.context_length}"
-        limit = ep.max_completion_tokens
-        if self.max_tokens is not None and limit is not None and self.max_tokens > limit:
-            return f"max_tokens: {self.max_tokens} > the endpoint's {limit}"
         return None
+
+
+def _set_or_none(names: Iterable[str] | None, applies: bool) -> frozenset[str] | None:
+    return frozenset(lowered(names)) if applies else None
 
 
 def apply_filters(
@@ -192,16 +219,9 @@ def apply_filters(
 ) -> list[EndpointFacts]:
     """The endpoints that pass; each one that doesn't is added to `rejected` with its reason."""
     kept: list[EndpointFacts] = []
-    if not filters.picky:
-        prompt, most = filters.prompt_tokens, filters.max_tokens or 0
-        for f in facts:
-            if f.enabled and prompt <= f.context_length and most <= f.max_completion_tokens:
-                kept.append(f)
-            else:
-                rejected[f.id] = filters.reason(f) or "unknown"
-        return kept
+    reason = filters.reason
     for f in facts:
-        why = filters.reason(f)
+        why = reason(f)
         if why is None:
             kept.append(f)
         else:

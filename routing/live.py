@@ -19,6 +19,7 @@ from redis.exceptions import RedisError
 from providers.background import stop_task
 from providers.errors import UpstreamError
 from providers.openai_compatible import MAX_RETRY_AFTER_S
+from routing import defaults
 from routing.breaker import Breakers, BreakerState, Phase
 from routing.buckets import Observation, Outcome, summarize
 from routing.executor import Attempt
@@ -70,9 +71,9 @@ class LiveStats:
         store: StatsStore,
         breakers: Breakers | None = None,
         *,
-        refresh_s: float = 1.0,
-        flush_s: float = 0.2,
-        outage_uptime: float = 0.7,
+        refresh_s: float = defaults.STATS_REFRESH_S,
+        flush_s: float = defaults.STATS_FLUSH_S,
+        outage_uptime: float = defaults.OUTAGE_UPTIME,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store

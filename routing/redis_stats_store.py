@@ -12,6 +12,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from routing import defaults
 from routing.breaker import BreakerState
 from routing.buckets import BucketKey, Layout, Observation, merge_into, needed, tally
 from routing.stats_store import StoreView
@@ -24,7 +25,14 @@ class RedisStatsStore:
     """`StatsStore` over Redis. Keys: `{prefix}stats:{width_ms}:{index}` hashes of counters,
     `{prefix}breakers` (endpoint id -> JSON state), `{prefix}probe:{endpoint}:{until}`."""
 
-    def __init__(self, redis: Redis, prefix: str, layout: Layout, *, settle_s: float = 2.0) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        prefix: str,
+        layout: Layout,
+        *,
+        settle_s: float = defaults.STATS_SETTLE_S,
+    ) -> None:
         self.layout = layout
         self._redis = redis
         self._prefix = prefix

@@ -12,14 +12,17 @@ from dataclasses import dataclass
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_random_exponential
 
 from providers.errors import UpstreamError
+from routing import defaults
 
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
-    retries_per_endpoint: int = 1  # extra tries of one endpoint while others remain
-    backoff_base_s: float = 0.05
-    backoff_max_s: float = 2.0
-    deadline_s: float = 900.0  # the whole generation: no attempt or wait runs past it
+    """How one endpoint is retried (defaults: `routing.defaults`)."""
+
+    retries_per_endpoint: int = defaults.RETRIES_PER_ENDPOINT  # while other endpoints remain
+    backoff_base_s: float = defaults.BACKOFF_BASE_S
+    backoff_max_s: float = defaults.BACKOFF_MAX_S
+    deadline_s: float = defaults.GENERATION_TIMEOUT_S  # the whole generation: nothing runs past it
 
 
 def retryable(exc: BaseException, alone: bool) -> bool:

@@ -1,40 +1,38 @@
-"""Scoring per mode: the order a request's endpoints are tried in, and the numbers behind it.
+"""Scoring: the numbers a request's endpoints are ranked by (cost, figures, gates, weights).
 
-Pure functions over candidates (endpoint facts + live figures); randomness is passed in.
+Pure functions over candidates (endpoint facts + live figures); the order itself is
+`routing.ranking`.
 """
 
 from __future__ import annotations
 
-import math
-import random
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
+from routing import defaults
 from routing.facts import EndpointFacts
-from routing.preferences import Mode, Percentiles, SortBy
-from routing.stats import EndpointStats
-from routing.stats import Percentiles as Measured
+from routing.preferences import Percentiles
+from routing.stats import EndpointStats, Measured
 
 # Gates, best first: a due half-open probe, healthy, recent outage, breaker open.
 PROBE, HEALTHY, OUTAGE, OPEN = -1, 0, 1, 2
 GATE_NAMES = {PROBE: "probe", HEALTHY: None, OUTAGE: "outage", OPEN: "breaker_open"}
 SPEED_CAP = 100.0  # relative speed counts up to 100x either way: beyond is measurement noise
-Pick = Literal["weighted", "explore", "affinity", "sorted", "only"]
 
 
 @dataclass(frozen=True, slots=True)
 class RoutingPolicy:
-    """The knobs of scoring and gating (built from `RoutingSettings`)."""
+    """The knobs of scoring and gating (defaults: `routing.defaults`)."""
 
-    min_samples: int = 5  # fewer measured attempts -> the catalog's advertised figures
-    explore_share: float = 0.05  # chance a fresh endpoint is tried first (balanced, nitro)
-    outage_uptime: float = 0.7  # below this in the outage window -> gated to the back
-    outage_min_requests: int = 3  # ...once at least this many attempts were counted
-    affinity_yield: float = 0.25  # a warm endpoint leads unless another scores 1/this better
-    affinity_min_saving: float = 0.1  # ...and only when its cache cuts the expected cost this much
-    completion_tokens: int = 256  # expected output when the request sets no max_tokens
-    max_completion_tokens: int = 1024  # cap of that expectation when it does
-    free_price_floor: float = 0.1  # a free endpoint costs this share of the cheapest paid one
+    min_samples: int = defaults.MIN_SAMPLES
+    explore_share: float = defaults.EXPLORE_SHARE
+    outage_uptime: float = defaults.OUTAGE_UPTIME
+    outage_min_requests: int = defaults.OUTAGE_MIN_REQUESTS
+    affinity_yield: float = defaults.AFFINITY_YIELD
+    affinity_min_saving: float = defaults.AFFINITY_MIN_SAVING
+    completion_tokens: int = defaults.COMPLETION_TOKENS
+    max_completion_tokens: int = defaults.MAX_COMPLETION_TOKENS
+    free_price_floor: float = defaults.FREE_PRICE_FLOOR
 
 
 class Figures:
@@ -111,6 +109,11 @@ class Candidate:
         # Candidates are tried group by group; only the mode's score orders within one.
         self.group = (model_rank, order_rank, gate, not preferred)
 
+    def regate(self, gate: int, reason: str) -> None:
+        """Move the candidate to another gate (breaker, availability): its group follows."""
+        self.gate, self.gate_reason = gate, reason
+        self.group = (self.model_rank, self.order_rank, gate, not self.preferred)
+
     def components(self) -> dict[str, Any]:
         """The score's parts, for the routing explanation."""
         return {
@@ -134,7 +137,8 @@ def expected_completion(max_tokens: int | None, policy: RoutingPolicy) -> int:
 
 
 def expected_cost(facts: EndpointFacts, prompt: int, cached: int, completion: int) -> float:
-    """USD for one request: uncached and cached prompt, completion, per-request fee."""
+    """USD for one request: uncached and cached prompt, completion, per-request fee (a ranking
+    weight in float, never a charge: billing is `providers.pricing`)."""
     return (
         facts.prompt * (prompt - cached) + facts.cache_read * cached + facts.completion * completion
     ) / 1e6 + facts.request
@@ -232,94 +236,3 @@ def balance_weights(candidates: list[Candidate], completion: int, policy: Routin
         if uptime is not None:
             weight *= uptime * uptime if uptime > 0.1 else 0.01
         c.weight = weight
-
-
-def _key(mode: Mode, sort_by: SortBy | None) -> Any:
-    inf = math.inf
-    if sort_by == "latency":
-
-        def latency(c: Candidate) -> tuple[Any, ...]:
-            ttft = inf if c.ttft_ms is None else c.ttft_ms
-            return (c.group, ttft, -(c.throughput or 0.0), c.cost)
-
-        return latency
-    if mode == "floor":
-
-        def floor(c: Candidate) -> tuple[Any, ...]:
-            return (c.group, c.cost, -(c.throughput or 0.0))
-
-        return floor
-    if mode == "nitro":
-
-        def nitro(c: Candidate) -> tuple[Any, ...]:
-            ttft = inf if c.ttft_ms is None else c.ttft_ms
-            return (c.group, -(c.throughput or 0.0), ttft, c.cost)
-
-        return nitro
-
-    def balanced(c: Candidate) -> tuple[Any, ...]:
-        return (c.group, -c.weight)
-
-    return balanced
-
-
-def rank(
-    candidates: list[Candidate],
-    mode: Mode,
-    sort_by: SortBy | None,
-    policy: RoutingPolicy,
-    rng: random.Random,
-    *,
-    load_balance: bool,
-    warm_id: str | None = None,
-) -> Pick:
-    """Sort `candidates` in place into the order they will be tried; say how the first was picked.
-
-    Balanced (when load balancing is on) draws the first of the best group at random by weight,
-    unless a warm-cache endpoint scores close enough to lead; nitro and balanced give a fresh
-    endpoint the first place `explore_share` of the time (not under an explicit order or
-    sort). The rest follow in score order.
-    """
-    if len(candidates) <= 1:
-        return "only"
-    candidates.sort(key=_key(mode, sort_by))
-    lead = candidates[0].group
-    top = 1
-    while top < len(candidates) and candidates[top].group == lead:
-        top += 1
-    if top == 1 or candidates[0].gate > HEALTHY:
-        return "sorted"
-    group = candidates[:top]
-    pick: Pick = "sorted"
-    chosen: Candidate | None = None
-    if mode in ("balanced", "nitro") and load_balance and policy.explore_share > 0:
-        fresh = [c for c in group if c.fresh]
-        if fresh and len(fresh) < len(group) and rng.random() < policy.explore_share:
-            chosen, pick = fresh[int(rng.random() * len(fresh))], "explore"
-    if chosen is None and mode == "balanced" and load_balance:
-        best = group[0].weight
-        warm = next((c for c in group if c.facts.id == warm_id), None) if warm_id else None
-        if (
-            warm is not None
-            and warm.cache_saving >= policy.affinity_min_saving
-            and warm.weight >= best * policy.affinity_yield
-        ):
-            chosen, pick = warm, "affinity"
-        else:
-            chosen, pick = _weighted(group, rng), "weighted"
-    if chosen is not None and chosen is not candidates[0]:
-        candidates.remove(chosen)
-        candidates.insert(0, chosen)
-    return pick
-
-
-def _weighted(group: list[Candidate], rng: random.Random) -> Candidate:
-    total = sum(c.weight for c in group)
-    if total <= 0:
-        return group[0]
-    r = rng.random() * total
-    for c in group:
-        r -= c.weight
-        if r < 0:
-            return c
-    return group[-1]

@@ -39,7 +39,10 @@ def bin_value(index: int, floor: float) -> float:
 
 
 @dataclass(frozen=True, slots=True)
-class Percentiles:
+class Measured:
+    """p50/p75/p90/p99 of one measured figure (the client's thresholds are
+    `routing.preferences.Percentiles`)."""
+
     p50: float
     p75: float
     p90: float
@@ -58,7 +61,7 @@ class Percentiles:
         }
 
 
-def percentiles(counts: Mapping[int, int], floor: float) -> Percentiles | None:
+def percentiles(counts: Mapping[int, int], floor: float) -> Measured | None:
     """p50/p75/p90/p99 of a histogram (bin -> count); None when it is empty."""
     total = sum(counts.values())
     if total <= 0:
@@ -72,7 +75,7 @@ def percentiles(counts: Mapping[int, int], floor: float) -> Percentiles | None:
             seen += counts[bins[i]]
             i += 1
         values.append(bin_value(bins[min(i, len(bins) - 1)], floor))
-    return Percentiles(*values)
+    return Measured(*values)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,9 +106,9 @@ class EndpointStats:
     recent: Counts  # the outage window, counting only since the endpoint last recovered
     rolling: Counts = Counts()  # the latency window (30 min by default)
     recovered: bool = False  # came back from an outage within the outage window
-    ttft_ms: Percentiles | None = None  # time to first token (streamed attempts)
-    latency_ms: Percentiles | None = None  # end to end
-    throughput: Percentiles | None = None  # output tokens / generation second
+    ttft_ms: Measured | None = None  # time to first token (streamed attempts)
+    latency_ms: Measured | None = None  # end to end
+    throughput: Measured | None = None  # output tokens / generation second
     samples: int = 0  # successful attempts in the latency window
 
     def uptime(self, label: str) -> float | None:

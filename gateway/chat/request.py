@@ -17,7 +17,7 @@ from gateway.errors import BadRequest
 from gateway.limits import MAX_ID_CHARS, MAX_JSON_DEPTH, MAX_MODEL_CHARS
 from gateway.text import clean_text
 from providers.parameters import ROUTED_PARAMETERS
-from routing.preferences import Mode, ProviderPreferences, RouteRequest, split_mode
+from routing.preferences import NO_PREFERENCES, Mode, RouteRequest, split_mode
 
 # OpenRouter fields the gateway consumes; they are not forwarded upstream.
 GATEWAY_FIELDS = frozenset(
@@ -95,8 +95,8 @@ def decode_chat_request(
     session_header: str | None = None,
 ) -> ChatRequest:
     """Parse and validate; raises `BadRequest` naming the offending field."""
-    body = _json_object(raw)
-    known = _known_fields(body)
+    body = _parse(raw)
+    known = _validated(body)
     _refuse_unsupported(body, known.transforms)
     provider, ignored = decode_provider(known.provider, known.route)
     choices = _choices(known)
@@ -108,24 +108,25 @@ def decode_chat_request(
         model=model,
         mode=suffix_mode or default_mode,
         mode_from_suffix=suffix_mode is not None,
-        preferences=provider or ProviderPreferences(),
+        preferences=provider or NO_PREFERENCES,
         fallback_models=_fallback_models(known.models, requested, model),
         parameters=frozenset(k for k in body if k in ROUTED_PARAMETERS),
         prompt_tokens=_estimate_prompt_tokens(raw),
         max_tokens=completion_cap(known.max_tokens, known.max_completion_tokens),
         stream=known.stream,
         affinity_key=_session_key(session or known.prompt_cache_key) or _opening_key(body),
-        explain=explain_header or bool((known.debug or {}).get("route")),
+        explain=explain_header or _debug_route(known.debug),
         ignored=tuple(ignored.items()),
         prompt_bound=len(raw) + TEMPLATE_TOKENS,
         choices=choices,
     )
-    upstream_body = _upstream_body(body, external_user)
-    return ChatRequest(route, upstream_body, requested, session, external_user)
+    return ChatRequest(
+        route, _upstream_body(body, external_user), requested, session, external_user
+    )
 
 
-def _json_object(raw: bytes) -> dict[str, Any]:
-    """The body decoded once: a JSON object, nested no deeper than MAX_JSON_DEPTH."""
+def _parse(raw: bytes) -> dict[str, Any]:
+    """The body as a JSON object, nested no deeper than `MAX_JSON_DEPTH`."""
     try:
         body = _decoder.decode(raw)
     except msgspec.DecodeError as exc:
@@ -140,7 +141,7 @@ def _json_object(raw: bytes) -> dict[str, Any]:
     return body
 
 
-def _known_fields(body: dict[str, Any]) -> _Known:
+def _validated(body: dict[str, Any]) -> _Known:
     """The fields the gateway reads, typed and within their bounds."""
     try:
         known = msgspec.convert(body, _Known)
@@ -165,7 +166,7 @@ def _known_fields(body: dict[str, Any]) -> _Known:
 
 
 def _choices(known: _Known) -> int:
-    """How many answers one request asks for (`n`, `best_of`): each multiplies the hold."""
+    """Completions per request (`n`, `best_of`), at most `MAX_CHOICES`."""
     choices = max(known.n or 1, known.best_of or 1)
     if choices > MAX_CHOICES:
         field = "n" if (known.n or 1) == choices else "best_of"
@@ -184,21 +185,23 @@ def _requested_model(known: _Known) -> str:
 
 
 def _fallback_models(models: list[str] | None, requested: str, model: str) -> tuple[str, ...]:
-    """`models` past the requested one, suffixes dropped, without the routed model itself."""
-    fallbacks = tuple(
-        split_mode(clean_text(m, MAX_MODEL_CHARS))[0] for m in (models or []) if m != requested
+    """`models` without their mode suffixes, the requested model left out."""
+    fallbacks = (
+        split_mode(clean_text(m, MAX_MODEL_CHARS))[0] for m in models or () if m != requested
     )
     return tuple(m for m in fallbacks if m != model)
 
 
 def _upstream_body(body: dict[str, Any], external_user: str | None) -> dict[str, Any]:
-    """The client's body minus gateway-only fields and caps; `user` replaced by its hash."""
-    upstream_body = {
-        k: v for k, v in body.items() if k not in GATEWAY_FIELDS and k not in CAP_FIELDS
-    }
+    """The client's body minus gateway-only fields and the completion caps."""
+    upstream = {k: v for k, v in body.items() if k not in GATEWAY_FIELDS and k not in CAP_FIELDS}
     if external_user is not None:
-        upstream_body["user"] = external_user  # upstreams never see the raw identifier
-    return upstream_body
+        upstream["user"] = external_user  # upstreams never see the raw identifier
+    return upstream
+
+
+def _debug_route(debug: dict[str, Any] | None) -> bool:
+    return bool(debug and debug.get("route"))
 
 
 def _bounded(name: str, value: str | None) -> str | None:

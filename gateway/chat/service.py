@@ -28,6 +28,7 @@ from gateway.chat.relay import (
     usage_body,
 )
 from gateway.chat.request import ChatRequest
+from gateway.errors import GenerationError
 from gateway.json_encoding import encode
 from gateway.keys.caller import Caller
 from gateway.keys.limiter import Hold, Limiter
@@ -95,7 +96,7 @@ class ChatService:
             api_key_id=caller.api_key_id,
             app_referer=caller.app_referer,
             app_title=caller.app_title,
-            explanation=plan.explanation if plan.explanation else None,
+            explanation=dict(plan.explanation) if plan.explanation else None,
             session_id=request.session_id,
             external_user=request.external_user,
         )
@@ -119,13 +120,16 @@ class ChatService:
         event = self._event(request.generation_id, request, plan, caller, streamed, hold.at)
         return self._recorder.open(event, hold, plan, request.upstream_body.get("messages"))
 
-    async def _fail(self, generation: Generation, failed: GenerationFailed) -> None:
+    async def _fail(self, generation: Generation, failed: GenerationFailed) -> GenerationError:
+        """Record the failed generation; the error its client gets (routing's failure wrapped
+        with the headers that name the generation)."""
         event = generation.event
-        failed.headers = self._headers(event.id, generation.plan, len(failed.attempts))
         event.status = "error"
-        event.http_status = failed.last.http_status
+        event.http_status = failed.last.client_status
         event.error_message = failed.last.message
         await generation.record()
+        headers = self._headers(event.id, generation.plan, len(failed.attempts))
+        return GenerationError(failed, headers)
 
     async def complete(self, request: ChatRequest, caller: Caller) -> Answer:
         generation = await self._begin(request, caller, False)
@@ -136,8 +140,7 @@ class ChatService:
                     plan, request.upstream_body, generation.attempts
                 )
             except GenerationFailed as failed:
-                await self._fail(generation, failed)
-                raise
+                raise await self._fail(generation, failed) from failed
             gen_id = event.id
             completion, endpoint = served.completion, served.endpoint
             cost = cost_of(completion.usage, endpoint.price)
@@ -169,8 +172,7 @@ class ChatService:
                 generation.plan, request.upstream_body, generation.attempts
             )
         except GenerationFailed as failed:
-            await self._fail(generation, failed)
-            raise
+            raise await self._fail(generation, failed) from failed
         except BaseException:
             await generation.close()  # cancelled (client or server gone) or a bug
             raise

@@ -26,7 +26,7 @@ HOLD_TTL_S = 960.0  # a hold left by a crashed request is released after this lo
 class LimiterUnavailable(GatewayError):
     """The shared limit state (Redis) did not answer: refuse rather than run unmetered."""
 
-    status = 503
+    client_status = 503
     code = "limiter_unavailable"
 
 

@@ -44,10 +44,6 @@ class KeyRefresher:
         self._failing = False
         self._reported: dict[str, str] = {}  # unreadable key id -> the reason already logged
 
-    def nudge(self) -> None:
-        """Reload now instead of at the next tick."""
-        self._nudged.set()
-
     async def refresh(self) -> bool:
         """One reload; False (logged once per outage) when the database did not answer."""
         started, wall = time.monotonic(), datetime.now(UTC)

@@ -150,13 +150,10 @@ class KeyStore:
             row = (await conn.execute(select(api_keys).where(api_keys.c.id == key_id))).one()
         return key_of(row)
 
-    async def changed_since(self, since: datetime | None) -> list[ApiKey]:
-        """Every key (deleted and disabled ones too) changed at or after `since`; all if None."""
-        return (await self.readable_since(since)).keys
-
     async def readable_since(self, since: datetime | None) -> Changed:
-        """`changed_since`, with the rows this version can't read set apart (a rolling upgrade,
-        a hand edit): id -> why, instead of one bad row failing the whole read."""
+        """Every key (deleted and disabled ones too) changed at or after `since` (all if None),
+        with the rows this version can't read set apart (a rolling upgrade, a hand edit):
+        id -> why, instead of one bad row failing the whole read."""
         query = select(api_keys)
         if since is not None:
             query = query.where(api_keys.c.updated_at >= since)

@@ -33,7 +33,7 @@ DEPARTED_CONSUMER_IDLE_MS = 24 * 3600 * 1000  # consumers idle this long with no
 class LedgerUnavailable(GatewayError):
     """The ledger queue refused the event: the answer is withheld rather than left unbilled."""
 
-    status = 503
+    client_status = 503
     code = "ledger_unavailable"
 
 

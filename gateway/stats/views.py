@@ -13,7 +13,7 @@ from typing import Any
 import providers.errors as upstream_errors
 from gateway.catalog.views import pricing
 from providers.catalog import Catalog, Endpoint
-from routing.stats import EndpointStats, Percentiles
+from routing.stats import EndpointStats, Measured
 
 UPTIME_LABELS = ("5m", "30m", "1d", "30d")
 PRICE_QUANTUM = Decimal(1).scaleb(-18)  # USD per token: far below a pico-dollar per 1M tokens
@@ -47,7 +47,7 @@ def uptime_class(outcome: str, error_class: str) -> str | None:
     return "error"
 
 
-def _percentiles(values: Percentiles | None) -> dict[str, float] | None:
+def _percentiles(values: Measured | None) -> dict[str, float] | None:
     if values is None:
         return None
     return {"p50": round(values.p50, 1), "p90": round(values.p90, 1), "p99": round(values.p99, 1)}

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-Phase = Literal["connect", "pool", "headers", "idle", "total"]
+TimeoutPhase = Literal["connect", "pool", "headers", "idle", "total"]
 
 
 class HttpClientError(Exception):
@@ -37,9 +37,9 @@ class ConnectionClosed(HttpClientError):
 
 
 class Timeout(HttpClientError):
-    def __init__(self, phase: Phase, seconds: float) -> None:
+    def __init__(self, phase: TimeoutPhase, seconds: float) -> None:
         super().__init__(f"{phase} timeout after {seconds:g}s")
-        self.phase: Phase = phase
+        self.phase: TimeoutPhase = phase
 
 
 class MalformedResponse(HttpClientError):

@@ -50,7 +50,7 @@ def _thresholds(failures: Failures) -> tuple[tuple[str, float], ...]:
     return tuple(thresholds)
 
 
-class Plan(msgspec.Struct, frozen=True):
+class Reply(msgspec.Struct, frozen=True):
     """Everything needed to answer one request that reaches the (simulated) model."""
 
     outcome: str
@@ -87,7 +87,7 @@ def plan(
     prompt_tokens: int,
     cached_tokens: int,
     budget: int | None,
-) -> Plan:
+) -> Reply:
     """Apply the client's token budget (`max_tokens`, reasoning included) to what was drawn."""
     reasoning = profile.reasoning_tokens
     wanted = 0 if drawn.outcome == "empty" else drawn.wanted_tokens
@@ -96,7 +96,7 @@ def plan(
         finish = "length"
         reasoning = min(reasoning, budget)
         wanted = budget - reasoning
-    return Plan(
+    return Reply(
         outcome=drawn.outcome,
         ttft_s=drawn.ttft_s,
         token_interval_s=1 / profile.tokens_per_s if profile.tokens_per_s > 0 else 0.0,

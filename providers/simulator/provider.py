@@ -18,7 +18,7 @@ import msgspec
 
 from providers.simulator import wire
 from providers.simulator.cache import PromptCache
-from providers.simulator.outcome import Plan, draw, plan
+from providers.simulator.outcome import Reply, draw, plan
 from providers.simulator.profile import Profile, apply_changes
 from providers.simulator.protocol import Exchange, Request
 from providers.simulator.stats import ProviderStats
@@ -124,7 +124,7 @@ class SimulatedProvider:
 
     def _admit(
         self, request: Request, exchange: Exchange
-    ) -> tuple[wire.ChatRequest, str, int] | None:
+    ) -> tuple[wire.WireRequest, str, int] | None:
         """The request, its prompt text and tokens; or None once refused as a provider would."""
         profile = self.profile
         if self._refused(request, exchange, count=True):
@@ -183,20 +183,20 @@ class SimulatedProvider:
 
     # answers
 
-    def _complete(self, exchange: Exchange, planned: Plan, rendering: wire.Rendering) -> Work:
+    def _complete(self, exchange: Exchange, planned: Reply, rendering: wire.Rendering) -> Work:
         if planned.duration_s > 0:
             return self._complete_later(exchange, planned, rendering)
         self._send_completion(exchange, planned, rendering)
         return None
 
     async def _complete_later(
-        self, exchange: Exchange, planned: Plan, rendering: wire.Rendering
+        self, exchange: Exchange, planned: Reply, rendering: wire.Rendering
     ) -> None:
         await asyncio.sleep(planned.duration_s)
         self._send_completion(exchange, planned, rendering)
 
     def _send_completion(
-        self, exchange: Exchange, planned: Plan, rendering: wire.Rendering
+        self, exchange: Exchange, planned: Reply, rendering: wire.Rendering
     ) -> None:
         if planned.outcome == "invalid_json":
             exchange.respond(200, _NOT_JSON)
@@ -208,7 +208,7 @@ class SimulatedProvider:
         exchange.respond(200, body)
         self.stats.served(planned)
 
-    def _stream(self, exchange: Exchange, planned: Plan, rendering: wire.Rendering) -> Work:
+    def _stream(self, exchange: Exchange, planned: Reply, rendering: wire.Rendering) -> Work:
         events = self._events(planned, rendering)
         if planned.duration_s > 0:
             return self._stream_paced(exchange, planned, events)
@@ -218,7 +218,7 @@ class SimulatedProvider:
         return None
 
     async def _stream_paced(
-        self, exchange: Exchange, planned: Plan, events: list[tuple[float, bytes]]
+        self, exchange: Exchange, planned: Reply, events: list[tuple[float, bytes]]
     ) -> None:
         loop = asyncio.get_running_loop()
         start = loop.time()
@@ -237,7 +237,7 @@ class SimulatedProvider:
         exchange.send(b"".join(pending))
         self._end_stream(exchange, planned)
 
-    def _end_stream(self, exchange: Exchange, planned: Plan) -> None:
+    def _end_stream(self, exchange: Exchange, planned: Reply) -> None:
         if planned.outcome == "stream_cut":
             exchange.cut()
         else:
@@ -245,7 +245,7 @@ class SimulatedProvider:
             if planned.outcome != "invalid_json":
                 self.stats.served(planned)
 
-    def _events(self, planned: Plan, rendering: wire.Rendering) -> list[tuple[float, bytes]]:
+    def _events(self, planned: Reply, rendering: wire.Rendering) -> list[tuple[float, bytes]]:
         """Every SSE event of the answer with its due time (seconds after the request)."""
         ttft, interval = planned.ttft_s, planned.token_interval_s
         per_chunk = self.profile.stream_chunk_tokens

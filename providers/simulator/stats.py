@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import msgspec
 
-from providers.simulator.outcome import Plan
+from providers.simulator.outcome import Reply
 
 
 class ProviderStats(msgspec.Struct, kw_only=True):
@@ -29,7 +29,7 @@ class ProviderStats(msgspec.Struct, kw_only=True):
     def count(self, outcome: str) -> None:
         self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
 
-    def served(self, plan: Plan) -> None:
+    def served(self, plan: Reply) -> None:
         self.prompt_tokens += plan.prompt_tokens
         self.completion_tokens += plan.completion_tokens
         self.cached_tokens += plan.cached_tokens

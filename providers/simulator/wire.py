@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import msgspec
 
-from providers.simulator.outcome import Plan
+from providers.simulator.outcome import Reply
 from providers.simulator.protocol import Exchange
 
 _encode = msgspec.json.Encoder().encode
@@ -27,7 +27,7 @@ class Message(msgspec.Struct):
     content: str | list[ContentPart] | None = None
 
 
-class ChatRequest(msgspec.Struct):
+class WireRequest(msgspec.Struct):
     """The fields the simulator acts on; every other field is accepted and ignored."""
 
     model: str
@@ -53,7 +53,7 @@ class ChatRequest(msgspec.Struct):
         return "".join(parts)
 
 
-decode_chat_request = msgspec.json.Decoder(ChatRequest).decode
+decode_chat_request = msgspec.json.Decoder(WireRequest).decode
 
 
 def error_body(message: str, type_: str, code: str | None) -> bytes:
@@ -91,7 +91,7 @@ def json_body(value: Any) -> bytes:
     return _encode(value)
 
 
-def usage(plan: Plan) -> dict[str, Any]:
+def usage(plan: Reply) -> dict[str, Any]:
     return {
         "prompt_tokens": plan.prompt_tokens,
         "completion_tokens": plan.completion_tokens,
@@ -101,7 +101,7 @@ def usage(plan: Plan) -> dict[str, Any]:
     }
 
 
-def timings(plan: Plan) -> dict[str, Any]:
+def timings(plan: Reply) -> dict[str, Any]:
     """llama.cpp's `timings` object, for profiles that imitate llama-server."""
     predicted_ms = plan.completion_tokens * plan.token_interval_s * 1000
     return {
@@ -122,7 +122,7 @@ class Rendering:
     __slots__ = ("_chunk_head", "_created", "_id", "_model", "_plan", "_timings")
 
     def __init__(
-        self, ident: str, created: int, model: str, plan: Plan, *, llamacpp_timings: bool
+        self, ident: str, created: int, model: str, plan: Reply, *, llamacpp_timings: bool
     ) -> None:
         self._id = ident
         self._created = created

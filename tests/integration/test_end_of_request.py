@@ -80,7 +80,7 @@ async def test_a_failed_xadd_is_ledger_unavailable_and_the_settlement_still_land
     await redis.set(stream.key, "not a stream")  # XADD answers WRONGTYPE
     with caplog.at_level(logging.ERROR), pytest.raises(LedgerUnavailable) as refused:
         await end(stream, limiter, hold)
-    assert refused.value.status == 503
+    assert refused.value.client_status == 503
     assert "ledger event not queued" in caplog.text
     assert (await limiter.usage(KEY)).total == to_pico(Decimal("0.25"))
 

@@ -72,7 +72,7 @@ async def test_a_full_spool_refuses_new_requests(tmp_path: Path) -> None:
     await spool.append(event(99))  # a request admitted before it filled still gets its event
     with pytest.raises(SpoolFull) as refused:
         spool.check_accepting()
-    assert refused.value.status == 503
+    assert refused.value.client_status == 503
 
 
 async def test_answers_are_served_and_spooled_while_the_stream_refuses_then_503_when_full(

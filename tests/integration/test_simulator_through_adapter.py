@@ -82,7 +82,7 @@ async def test_failure_kinds_are_classified_as_the_upstream_sent_them(
     await fleet.set_profile("sim", failures=Failures(**{kind: 1.0}), retry_after_s=7)
     with pytest.raises(error) as info:
         await adapter.complete(_call(fleet))
-    assert info.value.status == status
+    assert info.value.upstream_status == status
     assert info.value.answered is (kind == "invalid_json")  # never re-sent to the endpoint
     if kind == "http_429":
         assert info.value.retry_after == 7
@@ -112,11 +112,11 @@ async def test_empty_completion_and_down_and_bad_key(
     await fleet.set_profile("sim", failures=Failures(), down=True)
     with pytest.raises(UpstreamServerError) as down:
         await adapter.complete(_call(fleet))
-    assert down.value.status == 503
+    assert down.value.upstream_status == 503
     await fleet.set_profile("sim", down=False, api_key="only-this-key")
     with pytest.raises(UpstreamRejected) as rejected:
         await adapter.complete(_call(fleet))
-    assert rejected.value.status == 401 and rejected.value.fallback
+    assert rejected.value.upstream_status == 401 and rejected.value.fallback
 
 
 async def test_profile_change_takes_effect_without_restart(

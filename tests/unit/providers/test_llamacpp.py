@@ -201,12 +201,12 @@ def test_server_failures_map_to_their_classes(
 ) -> None:
     mapped = classify(error_for_status(status, f"local: upstream {status}: {message}"))
     assert type(mapped) is expected
-    assert mapped.status == status
+    assert mapped.upstream_status == status
 
 
 def test_loading_is_unavailable_not_a_failure() -> None:
     mapped = classify(error_for_status(503, "local: Loading model"))
-    assert mapped.fallback and not mapped.counts_against_uptime and mapped.http_status == 503
+    assert mapped.fallback and not mapped.counts_against_uptime and mapped.client_status == 503
 
 
 def test_error_chunk_with_503_is_unavailable() -> None:

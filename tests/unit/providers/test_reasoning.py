@@ -108,4 +108,4 @@ def test_unsupported_parameters_dropped_but_never_the_length_bounds() -> None:
 )
 def test_context_length_400_is_its_own_class(message: str, body: Any, cls: type) -> None:
     error = error_for_status(400, message, body=body)
-    assert type(error) is cls and error.http_status == 400
+    assert type(error) is cls and error.client_status == 400

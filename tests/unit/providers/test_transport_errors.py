@@ -79,7 +79,7 @@ def test_a_failure_after_the_answer_started_is_answered(
     with pytest.raises(expected) as info, upstream_errors("prov", "http://up"):
         raise raised
     assert info.value.answered is answered
-    assert info.value.status == (getattr(raised, "status", 0) or None)
+    assert info.value.upstream_status == (getattr(raised, "status", 0) or None)
     assert ("not sent to it again" in info.value.message) is (
         answered and not isinstance(raised, SseError)
     )

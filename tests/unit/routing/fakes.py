@@ -9,7 +9,7 @@ from providers.catalog import Catalog, parse_catalog
 from providers.errors import UpstreamError, UpstreamReset
 from providers.provider import Chunk, Completion, UpstreamCall
 from providers.usage import Usage
-from routing.stats import Counts, EndpointStats, Percentiles
+from routing.stats import Counts, EndpointStats, Measured
 
 MODEL = "openai/gpt-oss-20b"
 OTHER = "openai/gpt-oss-120b"
@@ -58,8 +58,8 @@ def stats(
     recovered: bool = False,
 ) -> EndpointStats:
     counts = Counts(ok, errors)
-    tput = Percentiles(throughput, throughput, throughput, throughput) if throughput else None
-    ttft = Percentiles(ttft_ms, ttft_ms, ttft_ms, ttft_ms) if ttft_ms else None
+    tput = Measured(throughput, throughput, throughput, throughput) if throughput else None
+    ttft = Measured(ttft_ms, ttft_ms, ttft_ms, ttft_ms) if ttft_ms else None
     return EndpointStats(
         endpoint_id,
         {"30s": counts, "30m": counts},

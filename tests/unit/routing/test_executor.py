@@ -77,7 +77,7 @@ def req(mode="floor", **prefs) -> RouteRequest:
 
 
 def err500() -> UpstreamError:
-    return UpstreamServerError("boom", status=500)
+    return UpstreamServerError("boom", upstream_status=500)
 
 
 async def test_transient_failure_is_retried_with_jittered_backoff_then_falls_back() -> None:
@@ -102,7 +102,7 @@ async def test_only_a_retryable_failure_enters_the_retry_policy(monkeypatch) -> 
             super().__init__(*args, **kwargs)
 
     monkeypatch.setattr(retry_module, "AsyncRetrying", CountingRetrying)
-    script = Script(a=[UpstreamBadRequest("no", status=400)])
+    script = Script(a=[UpstreamBadRequest("no", upstream_status=400)])
     planner, executor, sleep = setup(cheapest_first("a", "b"), Script())
     await executor.complete(planner.plan(req()), {})
     planner, executor, sleep = setup(cheapest_first("a", "b"), script)
@@ -117,23 +117,23 @@ async def test_only_a_retryable_failure_enters_the_retry_policy(monkeypatch) -> 
 
 
 async def test_a_400_is_never_retried_nor_passed_to_another_provider() -> None:
-    script = Script(a=[UpstreamBadRequest("bad", status=400)])
+    script = Script(a=[UpstreamBadRequest("bad", upstream_status=400)])
     planner, executor, _ = setup(cheapest_first("a", "b"), script)
     with pytest.raises(GenerationFailed) as info:
         await executor.complete(planner.plan(req()), {})
     assert script.calls == ["a"]
-    assert info.value.last.http_status == 400
+    assert info.value.last.client_status == 400
 
 
 async def test_rejected_key_falls_back_without_retry() -> None:
-    script = Script(a=[UpstreamRejected("no key", status=401)])
+    script = Script(a=[UpstreamRejected("no key", upstream_status=401)])
     planner, executor, sleep = setup(cheapest_first("a", "b"), script)
     await executor.complete(planner.plan(req()), {})
     assert script.calls == ["a", "b"] and sleep.delays == []
 
 
 async def test_retry_after_moves_to_the_next_endpoint_at_once() -> None:
-    script = Script(a=[UpstreamRateLimited("slow down", status=429, retry_after=30)])
+    script = Script(a=[UpstreamRateLimited("slow down", upstream_status=429, retry_after=30)])
     planner, executor, sleep = setup(cheapest_first("a", "b"), script)
     served = await executor.complete(planner.plan(req()), {})
     assert script.calls == ["a", "b"] and sleep.delays == []
@@ -141,7 +141,7 @@ async def test_retry_after_moves_to_the_next_endpoint_at_once() -> None:
 
 
 async def test_retry_after_is_waited_out_when_no_other_endpoint_is_allowed() -> None:
-    script = Script(a=[UpstreamRateLimited("slow down", status=429, retry_after=2)])
+    script = Script(a=[UpstreamRateLimited("slow down", upstream_status=429, retry_after=2)])
     planner, executor, sleep = setup(cheapest_first("a", "b"), script)
     served = await executor.complete(planner.plan(req("exacto", only=("a",))), {})
     assert script.calls == ["a", "a"] and sleep.delays == [2]
@@ -149,12 +149,12 @@ async def test_retry_after_is_waited_out_when_no_other_endpoint_is_allowed() -> 
 
 
 async def test_retry_after_past_the_deadline_fails_instead_of_waiting() -> None:
-    script = Script(a=[UpstreamRateLimited("slow down", status=429, retry_after=120)])
+    script = Script(a=[UpstreamRateLimited("slow down", upstream_status=429, retry_after=120)])
     planner, executor, sleep = setup(cheapest_first("a"), script, deadline=10)
     with pytest.raises(GenerationFailed) as info:
         await executor.complete(planner.plan(req("exacto", only=("a",))), {})
     assert sleep.delays == [] and script.calls == ["a"]
-    assert info.value.last.http_status == 429
+    assert info.value.last.client_status == 429
 
 
 async def test_the_attempt_budget_bounds_every_provider_together() -> None:
@@ -183,12 +183,12 @@ failures = st.sampled_from(
 def make_error(kind: str) -> UpstreamError | str:
     return {
         "ok": "ok",
-        "500": UpstreamServerError("x", status=500),
-        "429": UpstreamRateLimited("x", status=429),
-        "429-ra": UpstreamRateLimited("x", status=429, retry_after=1),
+        "500": UpstreamServerError("x", upstream_status=500),
+        "429": UpstreamRateLimited("x", upstream_status=429),
+        "429-ra": UpstreamRateLimited("x", upstream_status=429, retry_after=1),
         "timeout": UpstreamTimeout("x"),
         "reset": UpstreamReset("x"),
-        "401": UpstreamRejected("x", status=401),
+        "401": UpstreamRejected("x", upstream_status=401),
     }[kind]
 
 
@@ -290,7 +290,7 @@ async def test_open_breaker_past_the_deadline_fails_with_503_and_retry_after() -
     planner, executor, sleep = setup(cheapest_first("a"), Script(), gate=gate, deadline=5)
     with pytest.raises(GenerationFailed) as info:
         await executor.complete(planner.plan(req("exacto", only=("a",))), {})
-    assert info.value.last.http_status == 503 and info.value.last.retry_after == 300
+    assert info.value.last.client_status == 503 and info.value.last.retry_after == 300
     assert sleep.delays == []
 
 
@@ -353,7 +353,7 @@ async def test_successful_answers_are_remembered_for_cache_affinity() -> None:
         {"openai": ScriptedProvider(script)},
         cat.secret_for,
         Timeouts(1, 1, 1),
-        affinity=memory,
+        on_served=memory,
         clock=lambda: NOW,
     )
     plan = Planner(cat).plan(RouteRequest(MODEL, "floor", affinity_key="conv"))
@@ -373,7 +373,7 @@ class Recorder:
 async def test_every_attempt_reaches_the_observer() -> None:
     cat = cheapest_first("a", "b")
     recorder = Recorder()
-    script = Script(a=[UpstreamRejected("no", status=404)])
+    script = Script(a=[UpstreamRejected("no", upstream_status=404)])
     executor = Executor(
         {"openai": ScriptedProvider(script)}, cat.secret_for, Timeouts(1, 1, 1), observer=recorder
     )
@@ -391,20 +391,20 @@ async def test_every_breaker_open_fails_fast_with_the_earliest_retry_after() -> 
     with pytest.raises(GenerationFailed) as info:
         await executor.complete(planner.plan(req()), {})
     assert script.calls == [] and sleep.delays == []
-    assert info.value.last.http_status == 503 and info.value.last.retry_after == 4
+    assert info.value.last.client_status == 503 and info.value.last.retry_after == 4
     assert [s.endpoint_id for s in info.value.skipped] == [f"{MODEL}@a", f"{MODEL}@b"]
 
 
 async def test_retry_after_on_the_last_of_several_endpoints_is_not_waited_for() -> None:
     script = Script(
-        a=[UpstreamServerError("x", status=500)] * 2,
-        b=[UpstreamRateLimited("x", status=429, retry_after=5)],
+        a=[UpstreamServerError("x", upstream_status=500)] * 2,
+        b=[UpstreamRateLimited("x", upstream_status=429, retry_after=5)],
     )
     planner, executor, sleep = setup(cheapest_first("a", "b"), script)
     with pytest.raises(GenerationFailed) as info:
         await executor.complete(planner.plan(req()), {})
     assert script.calls == ["a", "a", "b"] and 5 not in sleep.delays
-    assert info.value.last.http_status == 429 and info.value.last.retry_after == 5
+    assert info.value.last.client_status == 429 and info.value.last.retry_after == 5
 
 
 def answered_reset() -> UpstreamError:

@@ -34,11 +34,11 @@ def test_what_counts_against_uptime() -> None:
     assert kind(None) == "ok"
     assert kind(None, "error_finish") == "error"
     assert kind(None, "cancelled") is None
-    assert kind(UpstreamServerError("x", status=502)) == "error"
+    assert kind(UpstreamServerError("x", upstream_status=502)) == "error"
     assert kind(MidStreamError("x")) == "error"
-    assert kind(UpstreamRateLimited("x", status=429)) == "rate_limited"
-    assert kind(UpstreamBadRequest("x", status=400)) is None
-    assert kind(UpstreamBadRequest("x", status=413)) is None
+    assert kind(UpstreamRateLimited("x", upstream_status=429)) == "rate_limited"
+    assert kind(UpstreamBadRequest("x", upstream_status=400)) is None
+    assert kind(UpstreamBadRequest("x", upstream_status=413)) is None
     assert kind(UpstreamUnavailable("busy")) is None
 
 
@@ -71,7 +71,7 @@ async def test_attempts_show_up_in_the_next_snapshot() -> None:
             ),
             None,
         )
-    stats.observe(attempt(), UpstreamServerError("x", status=500))
+    stats.observe(attempt(), UpstreamServerError("x", upstream_status=500))
     assert stats.snapshot().get(EP) is None  # nothing until the refresh
     snap = await stats.refresh()
     s = snap.get(EP)
@@ -84,7 +84,7 @@ async def test_consecutive_failures_open_the_breaker_in_the_snapshot_at_once() -
     now = [T]
     stats = live(lambda: now[0])
     for _ in range(3):
-        stats.observe(attempt(), UpstreamServerError("x", status=503))
+        stats.observe(attempt(), UpstreamServerError("x", upstream_status=503))
     assert stats.phase(EP, T) == ("open", T + 1)
     assert stats.snapshot().breaker(EP) is not None  # no refresh needed
     now[0] = T + 1.5
@@ -100,7 +100,7 @@ async def test_consecutive_failures_open_the_breaker_in_the_snapshot_at_once() -
 
 async def test_retry_after_takes_the_endpoint_out_for_that_long() -> None:
     stats = live(lambda: T)
-    stats.observe(attempt(), UpstreamRateLimited("x", status=429, retry_after=7))
+    stats.observe(attempt(), UpstreamRateLimited("x", upstream_status=429, retry_after=7))
     assert stats.phase(EP, T) == ("open", T + 7)
     assert stats.phase(EP, T + 7)[0] == "closed"
 
@@ -111,7 +111,7 @@ async def test_shared_outage_opens_the_breaker_of_a_replica_that_saw_none() -> N
     seer = LiveStats(store, Breakers(BreakerPolicy(failures=100)), clock=lambda: T)
     other = LiveStats(store, Breakers(BreakerPolicy(failures=3)), clock=lambda: T)
     for _ in range(5):
-        seer.observe(attempt(), UpstreamServerError("x", status=500))
+        seer.observe(attempt(), UpstreamServerError("x", upstream_status=500))
     snap = await other.refresh()
     state = snap.breaker(EP)
     assert state is not None and state.open and "uptime 0%" in state.reason

@@ -125,7 +125,7 @@ def test_filters_name_what_they_removed() -> None:
     )
     with pytest.raises(NoMatchingEndpoint) as info:
         planner(cat).plan(req)
-    assert info.value.status == 404
+    assert info.value.client_status == 404
     assert set(info.value.metadata["filters"]) == {
         "data_collection",
         "max_price",
@@ -140,14 +140,14 @@ def test_disabled_endpoints_only_give_503() -> None:
     cat = catalog(endpoint("a", api_key_env="NOPE_KEY"))
     with pytest.raises(NoEndpoint) as info:
         planner(cat).plan(request())
-    assert info.value.status == 503
+    assert info.value.client_status == 503
     assert "NOPE_KEY is not set" in info.value.metadata["rejected"][f"{MODEL}@a"]
 
 
 def test_unknown_model_is_400_as_openrouter() -> None:
     with pytest.raises(UnknownModel) as info:
         planner(cheapest_first("a")).plan(RouteRequest("x/y", "balanced"))
-    assert info.value.status == 400 and info.value.code == "model_not_found"
+    assert info.value.client_status == 400 and info.value.code == "model_not_found"
 
 
 @pytest.mark.parametrize(
@@ -165,7 +165,7 @@ def test_contradictory_preferences_are_400(mode, from_suffix, prefs) -> None:
     req = RouteRequest(MODEL, mode, ProviderPreferences(**prefs), mode_from_suffix=from_suffix)
     with pytest.raises(ConflictingPreferences) as info:
         planner(cheapest_first("a", "b")).plan(req)
-    assert info.value.status == 400
+    assert info.value.client_status == 400
 
 
 # -- order, allow_fallbacks, fallback models ----------------------------------------------

@@ -60,7 +60,7 @@ def test_mode_from_model_suffix(suffix: str, mode: str) -> None:
 def test_bad_requests_name_the_field(raw: bytes, field: str) -> None:
     with pytest.raises(BadRequest) as info:
         decode_chat_request(raw)
-    assert info.value.status == 400
+    assert info.value.client_status == 400
     assert info.value.metadata.get("field", "").startswith(field)
 
 
