@@ -22,7 +22,7 @@ from pathlib import Path
 from benchmarks.harness.machine import load_average, machine_summary
 from benchmarks.harness.processes import free_port, serving
 from benchmarks.harness.rounds import Idle, Row, Target, measure_once
-from benchmarks.harness.stack import CHAT_BODY, CHAT_PATH, REPO_ROOT
+from benchmarks.harness.stack import CHAT_BODY, REPO_ROOT
 from benchmarks.harness.wrk import Run, lua_script, run_wrk
 from benchmarks.peers import litellm, portkey
 from benchmarks.peers.chart import write_chart
@@ -186,10 +186,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--output",
         type=Path,
-        help="Markdown file; the PNG goes next to it (default "
-        "benchmarks/results/peers-<date>.md)",
+        help="Markdown file; the PNG goes next to it (default benchmarks/results/peers-<date>.md)",
     )
-    parser.add_argument("--logs", type=Path, help="server logs (default var/benchmarks/peers-<time>/)")
+    parser.add_argument(
+        "--logs", type=Path, help="server logs (default var/benchmarks/peers-<time>/)"
+    )
     return parser
 
 

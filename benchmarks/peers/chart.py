@@ -45,11 +45,13 @@ def write_chart(rows: Sequence[Row], names: Sequence[str], path: Path, title: st
         )
         for x, run in at:
             latency_axes.annotate(
-                f"{run.p99_ms:.3g}", (x, run.p99_ms), ha="center", va="bottom", fontsize=6,
+                _figure(run.p99_ms), (x, run.p99_ms), ha="center", va="bottom", fontsize=6,
                 rotation=90, xytext=(0, 2), textcoords="offset points",
             )  # fmt: skip
     for axes, label in ((rate_axes, "requests per second"), (latency_axes, "latency, ms")):
         axes.set_yscale("log")
+        low, high = axes.get_ylim()
+        axes.set_ylim(low, high * 4)  # room for the figures written above the bars
         axes.set_xticks(range(len(clients)), [f"{c} client{'s' * (c > 1)}" for c in clients])
         axes.set_ylabel(label)
         axes.grid(axis="y", which="both", alpha=0.25)
@@ -62,3 +64,7 @@ def write_chart(rows: Sequence[Row], names: Sequence[str], path: Path, title: st
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=120)
     plt.close(figure)
+
+
+def _figure(ms: float) -> str:
+    return f"{ms:,.0f}" if ms >= 100 else f"{ms:.3g}"

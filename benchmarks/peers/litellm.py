@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+from benchmarks.harness.machine import tree_of
 from benchmarks.harness.processes import HOST, free_port
 from benchmarks.harness.stack import CHAT_PATH, MODEL
-from benchmarks.peers.install import install_step, installed_version
-from benchmarks.harness.machine import tree_of
 from benchmarks.peers.context import Context
+from benchmarks.peers.install import install_step, installed_version
 from benchmarks.peers.servers import Running, Skip, peer_process
 
 VERSION = "1.106.12"  # its proxy extras resolve on PyPI; 1.107.0 was a compromised release
@@ -39,8 +40,8 @@ _OFFLINE = {
 
 
 def config_yaml(upstream_port: int) -> str:
-    """One deployment, named as the benchmark's model, on the stub; no database, no master key
-    (as our embedded gateway: no auth on loopback)."""
+    """One deployment, named as the benchmark's model, on the stub; no database. The master
+    key (which it refuses to start without) comes from the environment."""
     return f"""model_list:
   - model_name: "{MODEL}"
     litellm_params:
@@ -53,11 +54,12 @@ litellm_settings:
 """
 
 
-def environment(home: Path) -> dict[str, str]:
+def environment(home: Path, master_key: str) -> dict[str, str]:
     return {
         "PATH": os.environ.get("PATH", os.defpath),
         "HOME": str(home),
         "LANG": "C.UTF-8",
+        "LITELLM_MASTER_KEY": master_key,
         "LITELLM_LOG": "ERROR",
         "LITELLM_MODE": "PRODUCTION",  # no .env file loaded from the working directory
         **_OFFLINE,
@@ -99,14 +101,16 @@ def running_litellm(ctx: Context) -> Iterator[Running]:
     args = [str(command), "--config", str(config), "--host", HOST, "--port", str(port)]
     args += ["--num_workers", "1"]
     log = ctx.logs / "litellm.log"
-    with peer_process(
-        NAME, args, port, {}, cwd=workdir, env=environment(workdir / "home"), log=log
-    ) as proc:
+    master_key = f"sk-bench-{secrets.token_hex(16)}"  # this run's only, never logged by us
+    auth = {"Authorization": f"Bearer {master_key}"}
+    env = environment(workdir / "home", master_key)
+    with peer_process(NAME, args, port, auth, cwd=workdir, env=env, log=log) as proc:
         yield Running(
             NAME,
             f"http://{HOST}:{port}{CHAT_PATH}",
-            {},
+            auth,
             lambda: tree_of(proc.pid),
-            f"`litellm --config config.yaml --num_workers 1` (uvicorn), one `openai/` deployment "
-            f"with `api_base` the stub, no master key or database, `LITELLM_LOG=ERROR`",
+            "`litellm --config config.yaml --num_workers 1` (uvicorn), one `openai/` deployment "
+            "with `api_base` the stub; the master key as the client's key (it won't start "
+            "without one), no database; `LITELLM_LOG=ERROR`",
         )

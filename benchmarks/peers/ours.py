@@ -51,9 +51,7 @@ def running_embedded(ctx: Context) -> Iterator[Running]:
     catalog = workdir / "catalog.toml"
     catalog.write_text(catalog_toml(ctx.upstream_port))
     env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("GATEWAY_", "REDIS_", "DATABASE_"))
+        k: v for k, v in os.environ.items() if not k.startswith(("GATEWAY_", "REDIS_", "DATABASE_"))
     }
     env.update(
         DATABASE_URL=f"sqlite+aiosqlite:///{workdir / 'gateway.sqlite3'}",

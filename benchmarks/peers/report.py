@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 
 from benchmarks.harness.rounds import Row
 
-
 INTRO = (
     "Every target answers the same chat request (`POST /v1/chat/completions`, non-streaming) "
     "from the same stub upstream (`benchmarks.harness.upstream`), all on 127.0.0.1:"
