@@ -5,6 +5,7 @@ Reads /proc only (Linux); changes nothing.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import platform
 import time
@@ -146,3 +147,30 @@ def machine_summary(packages: Sequence[str]) -> str:
 
 def load_average() -> str:
     return "load average " + " ".join(f"{load:.2f}" for load in os.getloadavg())
+
+
+def _address(hex_address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """An address as /proc/net/tcp{,6} prints it: 32-bit words in host (little-endian) order."""
+    raw = bytes.fromhex(hex_address)
+    words = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
+    if len(words) == 4:
+        return ipaddress.IPv4Address(words)
+    v6 = ipaddress.IPv6Address(words)
+    return v6.ipv4_mapped or v6
+
+
+def listening_addresses(port: int) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """Local addresses with a TCP socket listening on `port` (any process)."""
+    found = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            local, state = fields[1], fields[3]
+            address, _, hex_port = local.partition(":")
+            if state == "0A" and int(hex_port, 16) == port:  # 0A: TCP_LISTEN
+                found.append(_address(address))
+    return found

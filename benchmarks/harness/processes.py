@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 HOST = "127.0.0.1"
+JSON = {"Content-Type": "application/json"}  # the gateway answers 415 to chat without it
 READY_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 20.0  # the gateway drains its ledger writer on the way out
 
@@ -34,10 +35,10 @@ def answers(
     headers: Mapping[str, str],
     expect: Callable[[int, bytes], bool],
 ) -> bool:
-    """One POST on a fresh connection; whether `expect(status, body)` holds."""
+    """One JSON POST on a fresh connection; whether `expect(status, body)` holds."""
     conn = http.client.HTTPConnection(HOST, port, timeout=2.0)
     try:
-        conn.request("POST", path, body=body, headers=dict(headers))
+        conn.request("POST", path, body=body, headers={**JSON, **headers})
         response = conn.getresponse()
         return expect(response.status, response.read())
     except OSError:
@@ -60,15 +61,25 @@ def wait_ready(
 
 
 def stop(proc: subprocess.Popen[bytes], timeout: float = STOP_TIMEOUT_S) -> None:
-    """SIGTERM, then SIGKILL to the child's own process group if it does not exit in time."""
+    """SIGTERM, then SIGKILL to the child's own process group if it does not exit in time.
+
+    Whatever is left in that group once the child has exited (a worker it did not reap) is
+    killed too: nothing it started outlives the benchmark.
+    """
     if proc.poll() is None:
         proc.terminate()
         try:
             proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)  # the session this harness created
+            _kill_group(proc.pid)
             proc.wait()
+    _kill_group(proc.pid)
+
+
+def _kill_group(pgid: int) -> None:
+    """SIGKILL the process group the harness created for a child (the child's pid is its id)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
 
 
 @contextlib.contextmanager
@@ -79,6 +90,7 @@ def serving(
     cwd: Path,
     env: Mapping[str, str] | None = None,
     log: Path | None = None,
+    ready_timeout: float = READY_TIMEOUT_S,
 ) -> Iterator[subprocess.Popen[bytes]]:
     """`command` as a child process in its own session, yielded once `ready()` holds."""
     output = log.open("wb") if log is not None else subprocess.DEVNULL
@@ -92,7 +104,7 @@ def serving(
             start_new_session=True,
         )
         try:
-            wait_ready(proc, ready)
+            wait_ready(proc, ready, ready_timeout)
             yield proc
         finally:
             stop(proc)

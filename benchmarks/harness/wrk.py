@@ -1,6 +1,7 @@
 """wrk as the load generator: the Lua POST script, one bounded run, and its parsed figures.
 
-wrk stops by itself after `seconds`; a run that hangs is killed after `seconds + 30`.
+wrk stops by itself after `seconds`; a run that hangs is killed after `seconds + 30`. `--latency`
+prints p50/p75/p90/p99 only, so every script also prints p99.9 from wrk's histogram at the end.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ class Run:
     requests_per_s: float
     p50_ms: float
     p99_ms: float
+    p999_ms: float
     requests: int
     errors: int
     cpu_s: float = 0.0
@@ -57,6 +59,14 @@ function response(status, headers, body)
 end
 """
 
+# wrk calls `done` once after the run with the whole latency histogram (in microseconds).
+_P999_LABEL = "Latency p99.9 us:"
+_PRINT_P999 = f"""
+function done(summary, latency, requests)
+  io.write(string.format("{_P999_LABEL} %d\\n", latency:percentile(99.9)))
+end
+"""
+
 
 def _lua_string(text: str) -> str:
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
@@ -70,7 +80,7 @@ def lua_script(
     for name, value in (headers or {}).items():
         lines.append(f"wrk.headers[{_lua_string(name)}] = {_lua_string(value)}")
     lines.append(f"wrk.body = {_lua_string(body.decode())}")
-    script = "\n".join(lines) + "\n"
+    script = "\n".join(lines) + "\n" + _PRINT_P999
     if ids_dir is not None:
         script += f"IDS_DIR = {_lua_string(str(ids_dir))}\n" + _COLLECT_IDS
     return script
@@ -97,7 +107,8 @@ def _latency_ms(output: str, percentile: str) -> float:
 
 
 def parse_wrk(output: str) -> Run:
-    """Requests/sec, p50/p99, request and error counts from `wrk --latency` output."""
+    """Requests/sec, p50/p99/p99.9, request and error counts from `wrk --latency` output (with
+    the p99.9 line a `lua_script` prints)."""
     errors = not_ok = 0
     if non_2xx := re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output):
         not_ok = int(non_2xx[1])
@@ -110,6 +121,7 @@ def parse_wrk(output: str) -> Run:
         requests_per_s=float(_search(r"^Requests/sec:\s+([\d.]+)", output)[1]),
         p50_ms=_latency_ms(output, "50"),
         p99_ms=_latency_ms(output, "99"),
+        p999_ms=int(_search(rf"^{re.escape(_P999_LABEL)} (\d+)$", output)[1]) / 1000,
         requests=int(_search(r"^\s*(\d+) requests in", output)[1]),
         errors=errors,
         non_2xx=not_ok,

@@ -52,7 +52,10 @@ def test_quick_run_writes_the_table_with_zero_errors(tmp_path: Path) -> None:
     assert {"upstream (direct)", "gateway, 1 worker", "gateway, 2 workers"} <= names
     assert "gateway, 1 worker, key without limits" in names
     assert {row[1] for row in throughput} == {"1", "16"}
-    assert all(row[9] == "0" for row in throughput), throughput  # errors column
+    assert all(row[10] == "0" for row in throughput), throughput  # errors column
+    for row in throughput:  # p50 <= p99 <= p99.9, each a figure
+        p50, p99, p999 = (float(cell) for cell in row[3:6])
+        assert 0 <= p50 <= p99 <= p999 and p999 > 0, row
 
     streaming = dict((row[0], row[1:]) for row in _table_rows(text, "Streaming (1 client)"))
     assert streaming["errors"][1] == "0"
