@@ -2,18 +2,23 @@
 
 One script call admits a request (rate checks plus an atomic worst-case hold), one settles it,
 sent with the ledger event in the end-of-request batch. Both go over the lean `RespClient`.
-Money is integer pico-USD; Lua compares it in two parts, so no step goes through a float.
+A key with only a spend limit is admitted from this worker's lease instead (`gateway.keys.lease`;
+the LEASE script grants it). Money is integer pico-USD; Lua compares it in two parts, so no
+step goes through a float.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
+from gateway.keys.lease import LEASE_TTL_S, Grant, Lease, Leases
 from gateway.keys.limiter import (
     HOLD_TTL_S,
     Hold,
@@ -53,6 +58,25 @@ local function split(s)
   end
   if neg then return -hi, -lo end
   return hi, lo
+end
+local function less(a, b)
+  local h1, l1 = split(a)
+  local h2, l2 = split(b)
+  return h1 < h2 or (h1 == h2 and l1 < l2)
+end
+-- Give back `part` pico of hold (or lease) `id`, all of it when part is '' or covers it.
+local function release(held, holds, exp, id, part)
+  local amount = redis.call('HGET', holds, id)
+  if amount and part ~= '' and less(part, amount) then
+    redis.call('HINCRBY', holds, id, '-' .. part)
+    redis.call('DECRBY', held, part)
+    return
+  end
+  if amount then
+    redis.call('DECRBY', held, amount)
+    redis.call('HDEL', holds, id)
+  end
+  redis.call('ZREM', exp, id)
 end
 """
 
@@ -113,8 +137,9 @@ return {'ok', int(remaining), int(reset)}
 
 # KEYS: held total, holds hash, holds expiry zset, token tat, spend total, day, week, month,
 #       settled zset
-# ARGV: hold id ('': none), cost pico, tokens, tpm (0: none), keep ms for day, week, month,
-#       settle id, settled keep ms
+# ARGV: hold or lease id ('': none), cost pico, tokens, tpm (0: none), keep ms for day, week,
+#       month, settle id, settled keep ms, part of the lease to give back ('' or absent: a
+#       hold, released whole)
 # Idempotent per settle id (random hex): a batch re-sent after an ambiguous drop doesn't
 # charge twice.
 SETTLE = (
@@ -126,14 +151,7 @@ if string.sub(ARGV[8], -1) == '0' then  -- ids are random hex: trimmed every ~16
   redis.call('ZREMRANGEBYSCORE', KEYS[9], '-inf', int(settled_at - tonumber(ARGV[9]) * 1000))
   redis.call('PEXPIRE', KEYS[9], ARGV[9])  -- a key that goes quiet doesn't keep its ids for ever
 end
-if ARGV[1] ~= '' then
-  local amount = redis.call('HGET', KEYS[2], ARGV[1])
-  if amount then
-    redis.call('DECRBY', KEYS[1], amount)
-    redis.call('HDEL', KEYS[2], ARGV[1])
-  end
-  redis.call('ZREM', KEYS[3], ARGV[1])
-end
+if ARGV[1] ~= '' then release(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[10] or '') end
 if ARGV[2] ~= '0' then
   redis.call('INCRBY', KEYS[5], ARGV[2])
   for i = 6, 8 do
@@ -149,6 +167,49 @@ if tpm > 0 and tokens > 0 then
   redis.call('SET', KEYS[4], int(tat), 'PX', math.ceil((tat - now) / 1000) + 1000)
 end
 return 1
+"""
+)
+
+# A lease is a hold of its own in the key's holds hash (so every check already counts it),
+# grown by this script, given back by it and by each settle of a request admitted from it.
+# KEYS: spend counter of the limit's period, held total, holds hash, holds expiry zset
+# ARGV: limit pico, lease id, pico given back first, pico needed (refused below it), share of
+#       the room to take (0-1), lease ttl ms, keys' keep ms
+LEASE = (
+    _LUA_PRELUDE
+    + """
+local now = clock()
+local expired = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', int(now), 'LIMIT', 0, 1000)
+for _, id in ipairs(expired) do release(KEYS[2], KEYS[3], KEYS[4], id, '') end
+local id = ARGV[2]
+if ARGV[3] ~= '0' then release(KEYS[2], KEYS[3], KEYS[4], id, ARGV[3]) end
+local used = redis.call('GET', KEYS[1]) or '0'
+local held = redis.call('GET', KEYS[2]) or '0'
+local h1, l1 = split(ARGV[1])
+local h2, l2 = split(used)
+local h3, l3 = split(held)
+local hi, lo = h1 - h2 - h3, l1 - l2 - l3
+local carry = math.floor(lo / 1e9)
+hi, lo = hi + carry, lo - carry * 1e9
+local room = '0'
+if hi > 0 then
+  room = string.format('%d%09d', hi, lo)
+elseif lo > 0 and hi == 0 then
+  room = int(lo)
+end
+if less(room, ARGV[4]) then return {'spend', used, held} end
+local grant = int(math.floor((hi * 1e9 + lo) * tonumber(ARGV[5])))  -- sizing only: a float
+if room == '0' or less(grant, ARGV[4]) then grant = ARGV[4] end
+if less(room, grant) then grant = room end
+if grant ~= '0' then
+  redis.call('HINCRBY', KEYS[3], id, grant)
+  redis.call('INCRBY', KEYS[2], grant)
+end
+if redis.call('HEXISTS', KEYS[3], id) == 1 then
+  redis.call('ZADD', KEYS[4], int(now + tonumber(ARGV[6]) * 1000), id)
+  for i = 2, 4 do redis.call('PEXPIRE', KEYS[i], ARGV[7]) end
+end
+return {'ok', grant}
 """
 )
 
@@ -184,18 +245,41 @@ def _text(value: Any) -> str:
 
 
 class RedisLimiter:
-    def __init__(self, client: RespClient, prefix: str, hold_ttl_s: float = HOLD_TTL_S) -> None:
+    """`lease_share` None: every limited request is checked in Redis; else keys with only a
+    spend limit are admitted from this worker's leases of that share of their room."""
+
+    def __init__(
+        self,
+        client: RespClient,
+        prefix: str,
+        hold_ttl_s: float = HOLD_TTL_S,
+        *,
+        lease_share: float | None = None,
+        lease_ttl_s: float = LEASE_TTL_S,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._client = client
         self._prefix = prefix
         self._hold_ttl_ms = int(hold_ttl_s * 1000)
         self._admit = client.script(ADMIT)
         self._settle = client.script(SETTLE)
+        self._lease = client.script(LEASE)
         self._keep_ms = [int(KEEP_AFTER_S[p] * 1000) for p in ("daily", "weekly", "monthly")]
+        self._clock = clock
+        self._lease_ttl_ms = int(lease_ttl_s * 1000)
+        self._holds_keep_ms = max(self._hold_ttl_ms, self._lease_ttl_ms) + 60_000
+        self.leases: Leases | None = None
+        if lease_share is not None:
+            self.leases = Leases(self._lease_call, lease_share, lease_ttl_s)
 
     async def admit(self, key: ApiKey, worst_case: Decimal) -> Hold:
         rate = key.rate_limit
+        at = datetime.fromtimestamp(self._clock(), UTC)
+        leases = self.leases
+        if leases is not None and key.limit is not None and not rate.limited:
+            amount = to_pico(worst_case)
+            return leases.admit(key, amount, at) or await leases.take(key, amount, at)
         rpm, tpm = rate.requests_per_minute or 0, rate.tokens_per_minute or 0
-        at = datetime.now(UTC)
         keys = _admit_keys(self._prefix, key.id, periods_at(at), key.limit_reset)
         if key.limit is None:
             amount, hold_id, limit = 0, "", ""
@@ -221,12 +305,32 @@ class RedisLimiter:
         headers = rate_headers(rpm, int(first), int(second) // 1000) if rpm else {}
         return Hold(key, hold_id, amount, headers, at=at)
 
+    async def _lease_call(self, lease: Lease, give_back: int, need: int, share: float) -> Grant:
+        at = datetime.fromtimestamp(self._clock(), UTC)
+        keys = _admit_keys(self._prefix, lease.key_id, periods_at(at), lease.reset)[2:]
+        limit = _limit_pico(lease.limit)
+        ttl, keep = self._lease_ttl_ms, self._holds_keep_ms
+        args: list[str | int] = [limit, lease.id, give_back, need, repr(share), ttl, keep]
+        reply = await self._lease(keys, args)
+        if reply[0] != b"ok":
+            return Grant(refused=(int(reply[1]), int(reply[2])))
+        return Grant(int(reply[1]))
+
     def settle_into(self, batch: Batch, hold: Hold, cost: Decimal, tokens: int) -> None:
         if hold.settled:
             return
         hold.settled = True
         command = self._settle.command(*self._settle_call(hold, cost, tokens))
-        batch.add(self._client, command, lambda reply: _settled(hold, reply))
+        batch.add(self._client, command, lambda reply: self._settled(hold, reply))
+
+    def _settled(self, hold: Hold, reply: Any) -> None:
+        if self.leases is not None:
+            failed = isinstance(reply, RespError)
+            if hold.lease:
+                self.leases.settled(hold, failed)
+            elif failed:
+                self.leases.redis_failed()
+        _settled(hold, reply)
 
     def _settle_call(
         self, hold: Hold, cost: Decimal, tokens: int
@@ -235,8 +339,9 @@ class RedisLimiter:
         keys = _settle_keys(self._prefix, key.id, periods_at(hold.at))
         tpm = key.rate_limit.tokens_per_minute or 0
         settle_id = hold.id or os.urandom(8).hex()  # fixed in the command: a resend dedupes
-        args = [hold.id, to_pico(cost), max(tokens, 0), tpm, *self._keep_ms, settle_id]
-        return keys, [*args, SETTLED_KEEP_MS]
+        held, part = (hold.lease, hold.amount) if hold.lease else (hold.id, "")
+        args = [held, to_pico(cost), max(tokens, 0), tpm, *self._keep_ms, settle_id]
+        return keys, [*args, SETTLED_KEEP_MS, part]
 
     async def settle(self, hold: Hold, cost: Decimal, tokens: int) -> None:
         batch = Batch()
@@ -256,18 +361,21 @@ class RedisLimiter:
         # The settle script dedupes by settle id (#16): the original settle's id when it had a
         # hold, so if Redis ran that one after all (a reply lost), this one charges nothing.
         settle_id = s.hold_id or generation_id
-        args: list[str | int] = [s.hold_id, s.cost_pico, s.tokens, s.tokens_per_minute]
-        await self._settle(keys, [*args, *self._keep_ms, settle_id, SETTLED_KEEP_MS])
+        held, part = (s.lease, s.held) if s.lease else (s.hold_id, "")
+        args: list[str | int] = [held, s.cost_pico, s.tokens, s.tokens_per_minute]
+        await self._settle(keys, [*args, *self._keep_ms, settle_id, SETTLED_KEEP_MS, part])
 
     async def usage(self, key: ApiKey) -> KeyUsage:
         base = _base(self._prefix, key.id)
-        _, day, week, month = periods_at(datetime.now(UTC)).counters()
+        _, day, week, month = periods_at(datetime.fromtimestamp(self._clock(), UTC)).counters()
         names = ("spend:total", f"spend:{day}", f"spend:{week}", f"spend:{month}", "held")
         try:
             values = await self._client.execute("MGET", *(base + name for name in names))
         except RespError as exc:
             raise LimiterUnavailable("the limit store is unreachable; retry shortly") from exc
         total, daily, weekly, monthly, held = (int(_text(v)) if v else 0 for v in values)
+        if self.leases is not None:  # what no request holds yet is not "in flight"
+            held -= self.leases.free_of(key.id)
         return KeyUsage(total, daily, weekly, monthly, max(held, 0))
 
 
