@@ -75,11 +75,15 @@ class Leases:
     def __init__(
         self,
         call: LeaseCall,
+        up: Callable[[], bool],
         share: float = LEASE_SHARE,
         ttl_s: float = LEASE_TTL_S,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """`up`: whether Redis is reachable as far as known without I/O (a lease admits
+        nothing while it isn't, so a Redis outage refuses requests as it does without leases)."""
         self._call = call
+        self._up = up
         self._share = share
         self.ttl_s = ttl_s
         self._clock = clock
@@ -93,7 +97,7 @@ class Leases:
     def admit(self, key: ApiKey, amount: int, at: datetime) -> Hold | None:
         """A hold of `amount` out of the key's lease, or None when that needs Redis. No I/O."""
         lease = self._current.get(key.id)
-        if lease is None:
+        if lease is None or not self._up():
             return None
         now = self._clock()
         if now >= lease.deadline or not lease.matches(key):

@@ -270,7 +270,7 @@ class RedisLimiter:
         self._holds_keep_ms = max(self._hold_ttl_ms, self._lease_ttl_ms) + 60_000
         self.leases: Leases | None = None
         if lease_share is not None:
-            self.leases = Leases(self._lease_call, lease_share, lease_ttl_s)
+            self.leases = Leases(self._lease_call, client.connected, lease_share, lease_ttl_s)
 
     async def admit(self, key: ApiKey, worst_case: Decimal) -> Hold:
         rate = key.rate_limit

@@ -30,6 +30,7 @@ from tests.integration.keys_fixtures import (
 )
 from tests.integration.ledger_fixtures import GatewayProcess, clean_env
 from tests.integration.test_keys_limits import ledger_spend
+from tests.integration.test_ledger_spool import _answers, own_redis
 from tests.support.gateway import RunningGateway, run_gateway, write_catalog
 
 PROPAGATION_S = 1.0  # a key change reaches every replica within this (test_keys_revocation)
@@ -301,3 +302,27 @@ async def test_a_lowered_limit_binds_with_leases_outstanding(
         await poll(all_in_ledger, timeout_s=30, what="every generation in the ledger")
         _, spent = await ledger_spend(engine, key_id)
         assert spent <= lowered  # no old slice admitted anything once the limit was seen
+
+
+async def test_with_redis_killed_a_leased_key_is_refused_at_once_as_without_leases(
+    catalog: Path, engine: AsyncEngine, pg_database: str, tmp_path: Path
+):
+    (tmp_path / "redis").mkdir()
+    with own_redis(tmp_path / "redis") as (redis_url, kill, _):
+        await _answers(redis_url)
+        settings = key_settings(catalog, pg_database, redis_url=redis_url, redis_prefix="gw:")
+        settings.ledger.spool_dir = tmp_path / "spool"
+        async with (
+            run_gateway(settings) as gateway,
+            httpx.AsyncClient(base_url=gateway.url, timeout=30) as client,
+        ):
+            _, secret = await create_key(client, name="down", limit="1")
+            assert (await ask(client, gateway.url, secret)).status_code == 200  # leased
+            kill()
+            started = time.monotonic()
+            refused = await ask(client, gateway.url, secret)
+            assert refused.status_code == 503, refused.text
+            assert refused.json()["error"]["metadata"]["reason"] == "limiter_unavailable"
+            assert time.monotonic() - started < 2.0  # fail fast, no lease admission meanwhile
+            assert gateway.resources.ledger.spool is not None
+            assert gateway.resources.ledger.spool.depth == 0  # nothing was served unmetered
