@@ -118,14 +118,12 @@ class Leases:
         take a new slice of at least `amount`. Raises `PaymentRequired` (402) when the key's
         room is smaller, `LimiterUnavailable` (503) when Redis doesn't answer."""
         self.waited += 1
-        lease = self._current.get(key.id)
-        if lease is not None and lease.call is not None:
+        while (lease := self._current.get(key.id)) is not None and lease.call is not None:
             await asyncio.wait([lease.call])  # its outcome is the call's own to handle
             hold = self.admit(key, amount, at)
             if hold is not None:
                 return hold
-            lease = self._current.get(key.id)
-        if lease is None or lease.call is not None or self._clock() >= lease.deadline:
+        if lease is None or self._clock() >= lease.deadline or not lease.matches(key):
             if lease is not None:
                 self._retire(lease)
             lease = self._open(key)
