@@ -68,7 +68,8 @@ class Settlement:
 
 @dataclass(frozen=True, slots=True)
 class KeyUsage:
-    """Settled spend (pico-USD) per counter, plus what in-flight requests hold."""
+    """Settled spend (pico-USD) per counter, plus what in-flight requests hold (and other
+    workers' leases: `RedisLimiter` leaves out only its own unused slice)."""
 
     total: int = 0
     daily: int = 0
