@@ -1,9 +1,5 @@
 """A worker's leases: slices of spend-limited keys' budgets taken from Redis in one script call,
 so most requests are admitted here without a round trip. Not the script (`redis_limiter`).
-
-A lease is a hold in the key's Redis holds: each request admitted from it holds its worst case
-out of the lease's free part here, and its settle gives that part back in Redis. So Redis's
-held total always covers every admitted worst case, whichever worker admitted it.
 """
 
 from __future__ import annotations
@@ -70,7 +66,12 @@ class Lease:
 
 
 class Leases:
-    """This worker's leases, one per key in use, kept by `run` and returned by `aclose`."""
+    """This worker's leases, one per key in use, kept by `run` and returned by `aclose`.
+
+    A lease is a hold in the key's Redis holds: each request admitted from it holds its worst
+    case out of the lease's free part here, and its settle gives that part back in Redis. So
+    Redis's held total always covers every admitted worst case, whichever worker admitted it.
+    """
 
     def __init__(
         self,
