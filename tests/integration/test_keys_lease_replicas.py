@@ -16,6 +16,7 @@ import pytest
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gateway.keys.redis_limiter import RedisLimiter
 from providers.simulator.profile import Profile
 from providers.simulator.server import Fleet, start_fleet
 from tests.integration.keys_fixtures import (
@@ -311,3 +312,22 @@ async def test_with_redis_killed_a_leased_key_is_refused_at_once_as_without_leas
             assert time.monotonic() - started < 2.0  # fail fast, no lease admission meanwhile
             assert gateway.resources.ledger.spool is not None
             assert gateway.resources.ledger.spool.depth == 0  # nothing was served unmetered
+
+
+async def test_lease_off_checks_every_request_in_redis(
+    catalog: Path, engine: AsyncEngine, pg_database: str, redis_url: str, redis: Redis,
+    redis_prefix: str,
+):  # fmt: skip
+    settings = key_settings(
+        catalog, pg_database, redis_url=redis_url, redis_prefix=redis_prefix, lease=False
+    )
+    async with (
+        run_gateway(settings) as gateway,
+        httpx.AsyncClient(base_url=gateway.url, timeout=30) as client,
+    ):
+        key_id, secret = await create_key(client, name="unleased", limit="1")
+        assert (await ask(client, gateway.url, secret)).status_code == 200
+        limiter = gateway.resources.keys.limiter
+        assert isinstance(limiter, RedisLimiter) and limiter.leases is None
+        assert await leases(redis, redis_prefix, key_id) == {}  # a hold per request, settled
+        assert await raw_held(redis, redis_prefix, key_id) == 0
