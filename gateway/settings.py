@@ -207,6 +207,12 @@ class KeysSettings(BaseSettings):
     full_reload_s: float = Field(default=60.0, gt=0)  # key cache rebuilt from scratch
     # A dead request's spend hold expires after this; keep it above the generation timeout.
     hold_ttl_s: float = Field(default=960.0, gt=0)
+    # With Redis, a key with only a spend limit is admitted from each worker's lease: a share of
+    # the key's room taken in one script call, renewed in the background, reclaimed this long
+    # after its worker stops renewing it (killed). `lease = false`: every request checks Redis.
+    lease: bool = True
+    lease_share: float = Field(default=0.1, gt=0, le=1)
+    lease_ttl_s: float = Field(default=10.0, ge=1)
 
 
 class UpstreamSettings(BaseSettings):

@@ -112,7 +112,13 @@ async def open_keyring(
     limiter: Limiter
     channel = changes_channel(settings.redis.redis_prefix)
     if resp is not None:
-        limiter = RedisLimiter(resp, settings.redis.redis_prefix, keys.hold_ttl_s)
+        limiter = RedisLimiter(
+            resp,
+            settings.redis.redis_prefix,
+            keys.hold_ttl_s,
+            lease_share=keys.lease_share if keys.lease else None,
+            lease_ttl_s=keys.lease_ttl_s,
+        )
     else:
         limiter = InProcessLimiter(keys.hold_ttl_s)
     keyring = Keyring(
@@ -132,6 +138,10 @@ async def open_keyring(
         limiter.seed(await spend_from_ledger(engine, now), now)
     async with AsyncExitStack() as stack:
         tasks = [asyncio.create_task(refresher.run(), name="keys-refresh")]
+        leases = limiter.leases if isinstance(limiter, RedisLimiter) else None
+        if leases is not None:
+            stack.push_async_callback(leases.aclose)  # after its loop stops: returns them
+            tasks.append(asyncio.create_task(leases.run(cache.get), name="keys-leases"))
         if redis is not None:
             tasks.append(asyncio.create_task(refresher.listen(redis, channel), name="keys-listen"))
         for task in tasks:

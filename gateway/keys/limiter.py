@@ -43,6 +43,7 @@ class Hold:
     # When it was admitted: the generation's created_at, and the periods (day, week, month)
     # its cost counts in when settled, as the billing reports count it (not the settle time).
     at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    lease: str = ""  # the worker's lease `amount` was held out of (`gateway.keys.lease`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,16 +56,22 @@ class Settlement:
     tokens: int
     tokens_per_minute: int  # the key's, 0 for none
     at: datetime | None = None  # the hold's admit time (None in spools older than it: now)
+    lease: str = ""  # admitted from this lease: `held` pico of it are given back
+    held: int = 0
 
     @classmethod
     def of(cls, hold: Hold, cost: Decimal, tokens: int) -> Settlement:
         tpm = hold.key.rate_limit.tokens_per_minute or 0
-        return cls(hold.key.id, hold.id, to_pico(cost), max(tokens, 0), tpm, hold.at)
+        tokens = max(tokens, 0)
+        return cls(
+            hold.key.id, hold.id, to_pico(cost), tokens, tpm, hold.at, hold.lease, hold.amount
+        )
 
 
 @dataclass(frozen=True, slots=True)
 class KeyUsage:
-    """Settled spend (pico-USD) per counter, plus what in-flight requests hold."""
+    """Settled spend (pico-USD) per counter, plus what in-flight requests hold (and other
+    workers' leases: `RedisLimiter` leaves out only its own unused slice)."""
 
     total: int = 0
     daily: int = 0

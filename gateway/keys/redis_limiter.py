@@ -2,18 +2,23 @@
 
 One script call admits a request (rate checks plus an atomic worst-case hold), one settles it,
 sent with the ledger event in the end-of-request batch. Both go over the lean `RespClient`.
-Money is integer pico-USD; Lua compares it in two parts, so no step goes through a float.
+A key with only a spend limit is admitted from this worker's lease instead (`gateway.keys.lease`;
+the LEASE script grants it). Money is integer pico-USD; Lua compares it in two parts, so no
+step goes through a float.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
+from gateway.keys.lease import LEASE_TTL_S, Grant, Lease, Leases
 from gateway.keys.limiter import (
     HOLD_TTL_S,
     Hold,
@@ -40,6 +45,7 @@ SETTLED_KEEP_MS = 60_000
 # The scripts' sources (KEYS and ARGV documented in each file), read once at import.
 ADMIT = lua_source("gateway.keys", "lua/prelude.lua", "lua/admit.lua")
 SETTLE = lua_source("gateway.keys", "lua/prelude.lua", "lua/settle.lua")
+LEASE = lua_source("gateway.keys", "lua/prelude.lua", "lua/lease.lua")
 
 
 # Every Redis key of one API key; the `{id}` hash tag keeps them in one cluster slot. The names
@@ -73,18 +79,41 @@ def _text(value: Any) -> str:
 
 
 class RedisLimiter:
-    def __init__(self, client: RespClient, prefix: str, hold_ttl_s: float = HOLD_TTL_S) -> None:
+    """`lease_share` None: every limited request is checked in Redis; else keys with only a
+    spend limit are admitted from this worker's leases of that share of their room."""
+
+    def __init__(
+        self,
+        client: RespClient,
+        prefix: str,
+        hold_ttl_s: float = HOLD_TTL_S,
+        *,
+        lease_share: float | None = None,
+        lease_ttl_s: float = LEASE_TTL_S,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._client = client
         self._prefix = prefix
         self._hold_ttl_ms = int(hold_ttl_s * 1000)
         self._admit = client.script(ADMIT)
         self._settle = client.script(SETTLE)
+        self._lease = client.script(LEASE)
         self._keep_ms = [int(KEEP_AFTER_S[p] * 1000) for p in ("daily", "weekly", "monthly")]
+        self._clock = clock
+        self._lease_ttl_ms = int(lease_ttl_s * 1000)
+        self._holds_keep_ms = max(self._hold_ttl_ms, self._lease_ttl_ms) + 60_000
+        self.leases: Leases | None = None
+        if lease_share is not None:
+            self.leases = Leases(self._lease_call, client.connected, lease_share, lease_ttl_s)
 
     async def admit(self, key: ApiKey, worst_case: Decimal) -> Hold:
         rate = key.rate_limit
+        at = datetime.fromtimestamp(self._clock(), UTC)
+        leases = self.leases
+        if leases is not None and key.limit is not None and not rate.limited:
+            amount = to_pico(worst_case)
+            return leases.admit(key, amount, at) or await leases.take(key, amount, at)
         rpm, tpm = rate.requests_per_minute or 0, rate.tokens_per_minute or 0
-        at = datetime.now(UTC)
         keys = _admit_keys(self._prefix, key.id, periods_at(at), key.limit_reset)
         if key.limit is None:
             amount, hold_id, limit = 0, "", ""
@@ -110,12 +139,32 @@ class RedisLimiter:
         headers = rate_headers(rpm, int(first), int(second) // 1000) if rpm else {}
         return Hold(key, hold_id, amount, headers, at=at)
 
+    async def _lease_call(self, lease: Lease, give_back: int, need: int, share: float) -> Grant:
+        at = datetime.fromtimestamp(self._clock(), UTC)
+        keys = _admit_keys(self._prefix, lease.key_id, periods_at(at), lease.reset)[2:]
+        limit = _limit_pico(lease.limit)
+        ttl, keep = self._lease_ttl_ms, self._holds_keep_ms
+        args: list[str | int] = [limit, lease.id, give_back, need, repr(share), ttl, keep]
+        reply = await self._lease(keys, args)
+        if reply[0] != b"ok":
+            return Grant(refused=(int(reply[1]), int(reply[2])))
+        return Grant(int(reply[1]))
+
     def settle_into(self, work: UnitOfWork, hold: Hold, cost: Decimal, tokens: int) -> None:
         if hold.settled:
             return
         hold.settled = True
         command = self._settle.command(*self._settle_call(hold, cost, tokens))
-        work.add(self._client, command, lambda reply: _settled(hold, reply))
+        work.add(self._client, command, lambda reply: self._settled(hold, reply))
+
+    def _settled(self, hold: Hold, reply: Any) -> None:
+        if self.leases is not None:
+            failed = isinstance(reply, RespError)
+            if hold.lease:
+                self.leases.settled(hold, failed)
+            elif failed:
+                self.leases.redis_failed()
+        _settled(hold, reply)
 
     def _settle_call(
         self, hold: Hold, cost: Decimal, tokens: int
@@ -124,8 +173,9 @@ class RedisLimiter:
         keys = _settle_keys(self._prefix, key.id, periods_at(hold.at))
         tpm = key.rate_limit.tokens_per_minute or 0
         settle_id = hold.id or os.urandom(8).hex()  # fixed in the command: a resend dedupes
-        args = [hold.id, to_pico(cost), max(tokens, 0), tpm, *self._keep_ms, settle_id]
-        return keys, [*args, SETTLED_KEEP_MS]
+        held, part = (hold.lease, hold.amount) if hold.lease else (hold.id, "")
+        args = [held, to_pico(cost), max(tokens, 0), tpm, *self._keep_ms, settle_id]
+        return keys, [*args, SETTLED_KEEP_MS, part]
 
     async def settle(self, hold: Hold, cost: Decimal, tokens: int) -> None:
         batch = Batch()
@@ -145,18 +195,21 @@ class RedisLimiter:
         # The settle script dedupes by settle id (#16): the original settle's id when it had a
         # hold, so if Redis ran that one after all (a reply lost), this one charges nothing.
         settle_id = s.hold_id or generation_id
-        args: list[str | int] = [s.hold_id, s.cost_pico, s.tokens, s.tokens_per_minute]
-        await self._settle(keys, [*args, *self._keep_ms, settle_id, SETTLED_KEEP_MS])
+        held, part = (s.lease, s.held) if s.lease else (s.hold_id, "")
+        args: list[str | int] = [held, s.cost_pico, s.tokens, s.tokens_per_minute]
+        await self._settle(keys, [*args, *self._keep_ms, settle_id, SETTLED_KEEP_MS, part])
 
     async def usage(self, key: ApiKey) -> KeyUsage:
         base = _base(self._prefix, key.id)
-        _, day, week, month = periods_at(datetime.now(UTC)).counters()
+        _, day, week, month = periods_at(datetime.fromtimestamp(self._clock(), UTC)).counters()
         names = ("spend:total", f"spend:{day}", f"spend:{week}", f"spend:{month}", "held")
         try:
             values = await self._client.execute("MGET", *(base + name for name in names))
         except RespError as exc:
             raise LimiterUnavailable("the limit store is unreachable; retry shortly") from exc
         total, daily, weekly, monthly, held = (int(_text(v)) if v else 0 for v in values)
+        if self.leases is not None:  # what no request holds yet is not "in flight"
+            held -= self.leases.free_of(key.id)
         return KeyUsage(total, daily, weekly, monthly, max(held, 0))
 
 

@@ -65,6 +65,13 @@ class RespClient:
         self._scripts[script.sha] = source
         return script
 
+    def connected(self) -> bool:
+        """Some connection is open and no command failed lately. No I/O: a killed Redis's
+        connections are lost as its sockets close, a silent one at its next reply timeout."""
+        if self._down_until and time.monotonic() < self._down_until:
+            return False
+        return any(connection is not None and connection.ready() for connection in self._slots)
+
     async def execute(self, *args: Arg) -> Any:
         """One command's reply; an error reply is raised as `ReplyError`."""
         reply = await self._request(pack(args), 0)

@@ -17,3 +17,22 @@ local function split(s)
   if neg then return -hi, -lo end
   return hi, lo
 end
+local function less(a, b)
+  local h1, l1 = split(a)
+  local h2, l2 = split(b)
+  return h1 < h2 or (h1 == h2 and l1 < l2)
+end
+-- Give back `part` pico of hold (or lease) `id`, all of it when part is '' or covers it.
+local function release(held, holds, exp, id, part)
+  local amount = redis.call('HGET', holds, id)
+  if amount and part ~= '' and less(part, amount) then
+    redis.call('HINCRBY', holds, id, '-' .. part)
+    redis.call('DECRBY', held, part)
+    return
+  end
+  if amount then
+    redis.call('DECRBY', held, amount)
+    redis.call('HDEL', holds, id)
+  end
+  redis.call('ZREM', exp, id)
+end
