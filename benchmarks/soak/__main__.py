@@ -186,12 +186,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--output-dir", type=Path, default=REPO_ROOT / "benchmarks" / "results", help="CSV, PNG"
     )
+    parser.add_argument(
+        "--logs-dir", type=Path, default=REPO_ROOT / "var" / "soak", help="processes' logs"
+    )
     args = parser.parse_args(argv)
     stamp = datetime.now(UTC).strftime("%Y-%m-%d-%H%M")
     stem = f"soak-{stamp}-{args.minutes:g}m"
     args.output_dir.mkdir(parents=True, exist_ok=True)
-    workdir = args.output_dir / f"{stem}-logs"
-    workdir.mkdir(exist_ok=True)
+    workdir = args.logs_dir / stem  # logs, catalog, profiles, spools: never committed
+    workdir.mkdir(parents=True, exist_ok=True)
     with (
         fresh_backing(args.postgres, args.redis) as backing,
         simulator(workdir) as upstream,

@@ -27,6 +27,7 @@ def test_a_two_minute_soak_stays_flat_and_loses_nothing(tmp_path: Path) -> None:
         [
             *(sys.executable, "-m", "benchmarks.soak", "--minutes", str(MINUTES)),
             *("--rate", str(RATE), "--output-dir", str(tmp_path)),
+            *("--logs-dir", str(tmp_path / "logs")),
         ],
         cwd=root,
         env=clean_env(),
