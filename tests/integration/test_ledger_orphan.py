@@ -19,13 +19,17 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from gateway.ledger.events import GenerationEvent
 from gateway.ledger.migrate import upgrade_to_head_async
 from gateway.ledger.process import PARENT_CHECK_S
+from gateway.ledger.rows import rows_of
+from gateway.ledger.store import LedgerStore
 from gateway.ledger.stream import GROUP, RedisStreamLedger, stream_key
-from gateway.ledger.writer import BACKOFF_MAX_S
+from gateway.ledger.upkeep import upkeep_for
+from gateway.ledger.writer import BACKOFF_MAX_S, is_transient
 from gateway.resp import RespClient
 from tests.integration.ledger_fixtures import clean_env, drop_redis_keys, poll, stored_ids
 from tests.support.gateway import free_port
@@ -233,3 +237,18 @@ async def test_entries_a_writer_cannot_commit_are_written_by_one_that_can(
         await redis.aclose()
         await resp.aclose()
         await drop_redis_keys(redis_url, redis_prefix)
+
+
+@pytest.mark.parametrize("database", ["refused", "dropped"])
+async def test_not_reaching_the_database_is_retried_never_blamed_on_the_rows(database: str) -> None:
+    """A write that can't get a connection (nothing listens; the database is gone) raises a
+    transient error: the writer retries the batch instead of bisecting it into dead letters."""
+    async with unreachable_database(database) as url:
+        engine = create_async_engine(url)
+        try:
+            store = LedgerStore(engine, upkeep_for(engine, 90))
+            with pytest.raises((OperationalError, OSError)) as raised:
+                await store.write([rows_of(_event(1))])
+        finally:
+            await engine.dispose()
+    assert is_transient(raised.value)
