@@ -138,7 +138,9 @@ def _ledger_writer(args: argparse.Namespace) -> int:
     if not settings.redis.redis_url:
         sys.stderr.write("gateway ledger-writer: set REDIS_URL (it reads the ledger stream)\n")
         return 2
-    return uvloop.run(run_writer(settings, exit_with_parent=args.exit_with_parent))
+    return uvloop.run(
+        run_writer(settings, exit_with_parent=args.exit_with_parent, parent_pid=args.parent_pid)
+    )
 
 
 def _migrate(args: argparse.Namespace) -> int:
@@ -193,6 +195,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--exit-with-parent",
         action="store_true",
         help="stop (draining) when the process that started it is gone (as `serve` starts it)",
+    )
+    writer.add_argument(
+        "--parent-pid",
+        type=int,
+        default=None,
+        help="with --exit-with-parent: the process to outlive no longer than the drain timeout "
+        "(default: the parent when the writer starts; `serve` passes its own pid)",
     )
     writer.set_defaults(func=_ledger_writer)
 

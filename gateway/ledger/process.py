@@ -32,13 +32,19 @@ STEADY_S = 60.0  # a writer that ran this long before dying is restarted without
 
 
 async def run_writer(
-    settings: Settings, stop: asyncio.Event | None = None, *, exit_with_parent: bool = False
+    settings: Settings,
+    stop: asyncio.Event | None = None,
+    *,
+    exit_with_parent: bool = False,
+    parent_pid: int | None = None,
 ) -> int:
     """Write the Redis stream to the database until SIGTERM or SIGINT (or `stop`), then drain;
     the exit status: 0, or 1 when the writer died (its supervisor then starts a new process).
 
-    With `exit_with_parent`, it also stops (draining) once the process that started it is gone,
-    so a `gateway serve` killed with SIGKILL leaves no writer behind.
+    With `exit_with_parent`, it also stops (draining at most the drain timeout, reachable
+    database or not) once the process that started it is gone, so a `gateway serve` killed with
+    SIGKILL leaves no writer behind. `parent_pid` names that process (as `serve` does): without
+    it, the parent is whoever it is when this starts, which misses a server killed before then.
     """
     redis_url = settings.redis.redis_url
     if not redis_url:
@@ -47,7 +53,12 @@ async def run_writer(
     loop = asyncio.get_running_loop()
     for sig in STOP_SIGNALS:
         loop.add_signal_handler(sig, stop.set)
-    watch = asyncio.create_task(_watch_parent(stop)) if exit_with_parent else None
+    if exit_with_parent or parent_pid is not None:
+        watch: asyncio.Task[None] | None = asyncio.create_task(
+            _watch_parent(stop, parent_pid or os.getppid())
+        )
+    else:
+        watch = None
     try:
         async with AsyncExitStack() as stack:
             engine = make_engine(settings)
@@ -76,13 +87,14 @@ async def run_writer(
             loop.remove_signal_handler(sig)
 
 
-async def _watch_parent(stop: asyncio.Event) -> None:
-    parent = os.getppid()
+async def _watch_parent(stop: asyncio.Event, parent: int) -> None:
+    # A child whose parent died is re-parented (to init or a subreaper): its ppid changes.
     while not stop.is_set():
-        await asyncio.sleep(PARENT_CHECK_S)
         if os.getppid() != parent:
             log.warning("the gateway that started this ledger writer is gone: stopping")
             stop.set()
+            return
+        await asyncio.sleep(PARENT_CHECK_S)
 
 
 @contextmanager
@@ -122,7 +134,8 @@ class _Supervisor:
                 return None
             # Its own session: a Ctrl-C or a signal to the server's process group reaches the
             # server, which then stops the writer after the workers (`stop`), not before.
-            self._process = subprocess.Popen(COMMAND, start_new_session=True)
+            command = [*COMMAND, "--parent-pid", str(os.getpid())]
+            self._process = subprocess.Popen(command, start_new_session=True)
             return self._process
 
     def _run(self) -> None:

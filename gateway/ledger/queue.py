@@ -31,6 +31,7 @@ class InProcessLedger:
 
     kind = "in-process"
     durable = False
+    claim_idle_s: float | None = None  # no other writer reads this queue
 
     def __init__(self, max_events: int = MAX_QUEUED_EVENTS) -> None:
         self._max_events = max_events
@@ -71,9 +72,6 @@ class InProcessLedger:
     async def ack(self, entries: Sequence[Entry]) -> None:
         for entry in entries:
             self._in_flight.pop(entry.id, None)
-
-    async def keep(self, entries: Sequence[Entry]) -> None:
-        return None
 
     async def recover(self) -> None:
         stuck = list(self._in_flight.values())

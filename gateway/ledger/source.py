@@ -23,15 +23,15 @@ class Entry:
 class LedgerSource(Protocol):
     kind: str  # "redis-stream" | "in-process"
     durable: bool  # survives this process dying (entries not acked are delivered again)
+    # Entries read and not acked for this long may be claimed by another writer; None: no other
+    # writer can (a writer then retries what it read until it commits).
+    claim_idle_s: float | None
 
     async def read(self, count: int, wait_s: float) -> list[Entry]:
         """Up to `count` entries not yet written; waits up to `wait_s` for the first one."""
 
     async def ack(self, entries: Sequence[Entry]) -> None:
         """The entries are committed to the database: forget them."""
-
-    async def keep(self, entries: Sequence[Entry]) -> None:
-        """Still working on these (a retry is under way): don't hand them to another writer."""
 
     async def recover(self) -> None:
         """A writer step failed unexpectedly: deliver what it had read again."""

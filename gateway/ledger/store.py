@@ -7,11 +7,13 @@ takes the portable SQLAlchemy path below with the rollup summed in Python.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
 
 from sqlalchemy import tuple_
 from sqlalchemy.dialects.sqlite import insert
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.db.models import attempts, generations, usage_daily, usage_hourly
@@ -56,12 +58,29 @@ class LedgerStore:
         batch = _unique(batch)
         if not batch:
             return 0
-        await self._upkeep.ensure({rows.generation["created_at"].date() for rows in batch})
-        if self._postgres:
-            async with self._engine.connect() as conn:
+        async with _connection(self._engine) as conn:
+            await self._upkeep.ensure({rows.generation["created_at"].date() for rows in batch})
+            if self._postgres:
                 return await write_batch(conn, batch)
-        async with self._engine.begin() as conn:
-            return await _write_portable(conn, batch)
+            async with conn.begin():
+                return await _write_portable(conn, batch)
+
+
+@asynccontextmanager
+async def _connection(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A connection of the pool. Not getting one (refused, the database gone, too many clients,
+    bad credentials) is the database's trouble, never the rows': it is raised as an
+    `OperationalError`, which the writer retries instead of bisecting the batch."""
+    try:
+        conn = await engine.connect().start()
+    except DBAPIError as exc:
+        if isinstance(exc, OperationalError | InterfaceError):
+            raise
+        raise OperationalError("connect", None, exc.orig or exc) from exc
+    try:
+        yield conn
+    finally:
+        await conn.close()
 
 
 # executemany form, built once: compiled once and cached (`.values(list)` never hits the cache).

@@ -87,6 +87,7 @@ class RedisStreamLedger:
         self.key = stream_key(prefix)
         self.dead_key = dead_letter_key(prefix)
         self.consumer = consumer or consumer_name()
+        self.claim_idle_s: float | None = claim_idle_s
         self._claim_idle_ms = max(int(claim_idle_s * 1000), 1)
         self._claim_cursor = "0-0"
         self._next_claim = 0.0
@@ -170,12 +171,6 @@ class RedisStreamLedger:
             pipe.xack(self.key, GROUP, *ids)
             pipe.xdel(self.key, *ids)
             await pipe.execute()
-
-    async def keep(self, entries: Sequence[Entry]) -> None:
-        if entries:
-            await self._redis.xclaim(
-                self.key, GROUP, self.consumer, 0, [e.id for e in entries], justid=True
-            )
 
     async def recover(self) -> None:
         """Nothing to do: unacked entries stay pending and are claimed again (XAUTOCLAIM) once

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import time
@@ -210,3 +211,57 @@ def test_what_is_transient_and_what_is_the_rows_fault() -> None:
     assert not writer_module.is_transient(DataError("x", {}, ValueError("54000")))
     assert not writer_module.is_transient(StatementError("bind", "x", {}, UnicodeEncodeError))
     assert not writer_module.is_transient(RuntimeError("a driver bug on one value"))
+
+
+class ClaimableQueue(DurableQueue):
+    """A durable queue whose unacked entries other writers could claim after `claim_idle_s`
+    (as the Redis stream's), recording every read."""
+
+    claim_idle_s = 0.05
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads: list[float] = []
+
+    async def read(self, count: int, wait_s: float) -> list[Entry]:
+        self.reads.append(time.monotonic())
+        return await super().read(count, min(wait_s, 0.005))
+
+
+async def test_a_batch_it_cannot_commit_is_left_to_other_writers_after_the_claim_interval(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    queue, store = ClaimableQueue(), FakeStore(failures=10**9)
+    writer = make_writer(queue, store)
+    with caplog.at_level(logging.WARNING, logger="gateway.ledger.writer"):
+        writer.start()
+        await queue.emit(make_event(1))
+        await poll(lambda: "left to another writer" in caplog.text, what="the batch left")
+        left_at = time.monotonic()
+        calls = store.calls
+        # It rests a claim interval: no read, no write (a writer that can commit claims it).
+        await poll(lambda: any(t > left_at for t in queue.reads), what="reading again")
+        resumed = min(t for t in queue.reads if t > left_at)
+        await writer.stop()
+    assert resumed - left_at >= ClaimableQueue.claim_idle_s * 0.9
+    assert store.calls >= calls and queue.acked == []  # never acked what it didn't commit
+
+
+async def test_stop_cuts_a_hanging_database_call_at_the_drain_timeout() -> None:
+    class HangingStore(FakeStore):
+        async def write(self, batch: Sequence[LedgerRows]) -> int:
+            self.calls += 1
+            await asyncio.Event().wait()  # a black-holed database
+            return 0
+
+    queue, store = DurableQueue(), HangingStore()
+    writer = make_writer(queue, store, drain_timeout_s=0.2)
+    writer.start()
+    await queue.emit(make_event(1))
+    await poll(lambda: store.calls == 1, what="the write under way")
+    started = time.monotonic()
+    await writer.stop()
+    took = time.monotonic() - started
+    # Not the 30 s write timeout, nor the drain plus the stop grace (5 s): the drain.
+    assert took < 0.2 + 1.0, f"stop took {took:.2f} s"
+    assert queue.acked == []
