@@ -20,8 +20,9 @@ from gateway.keys.redis_limiter import RedisLimiter
 from gateway.ledger.lifecycle import Ledger, open_ledger
 from gateway.metrics.prometheus import GatewayMetrics, MeteredLedger, open_breakers, open_metrics
 from gateway.redis_options import BACKGROUND_OPTIONS
+from gateway.redis_topology import BackgroundRedis, Topology
 from gateway.reports.prices import register_prices
-from gateway.resp import RespClient
+from gateway.resp import Commands
 from gateway.settings import Settings
 from gateway.upstreams import open_transports
 from providers.catalog import Catalog, load_catalog
@@ -49,7 +50,7 @@ class Resources:
     executor: Executor
     chat: ChatService
     engine: AsyncEngine
-    redis: Redis | None
+    redis: BackgroundRedis | None
     ledger: Ledger
     keys: Keyring
     routing: Routing | None = None
@@ -94,22 +95,27 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
         http, transports = await open_transports(settings.upstream, catalog, stack)
         engine = make_engine(settings)
         stack.push_async_callback(engine.dispose)
-        redis: Redis | None = None
-        resp: RespClient | None = None
+        redis: BackgroundRedis | None = None
+        resp: Commands | None = None
         if settings.redis.redis_url:
-            # Bounded and waiting: redis-py's default pool raises MaxConnectionsError past 100
-            # concurrent commands (1,000 streams ending together) instead of queueing them.
-            pool = BlockingConnectionPool.from_url(
-                settings.redis.redis_url,
-                max_connections=REDIS_POOL_SIZE,
-                timeout=REDIS_POOL_WAIT_S,
-                **BACKGROUND_OPTIONS,
-            )
-            redis = Redis.from_pool(pool)  # closes the pool with the client
+            topology = Topology.from_url(settings.redis.redis_url)
+            if topology.kind == "single":
+                # Bounded and waiting: redis-py's default pool raises MaxConnectionsError past
+                # 100 concurrent commands (1,000 streams ending together) instead of queueing.
+                pool = BlockingConnectionPool.from_url(
+                    settings.redis.redis_url,
+                    max_connections=REDIS_POOL_SIZE,
+                    timeout=REDIS_POOL_WAIT_S,
+                    **BACKGROUND_OPTIONS,
+                )
+                redis = Redis.from_pool(pool)  # closes the pool with the client
+            else:
+                redis = topology.background(**BACKGROUND_OPTIONS)
             stack.push_async_callback(redis.aclose)
             # The request path's limiter call and end-of-request batch: a few multiplexed
-            # connections, far cheaper per command than redis-py (benchmarks/NOTES.md).
-            resp = RespClient.from_url(settings.redis.redis_url)
+            # connections, far cheaper per command than redis-py (benchmarks/NOTES.md); redis-py
+            # for a Cluster or Sentinel deployment.
+            resp = topology.commands()
             stack.push_async_callback(resp.aclose)
         ledger = await stack.enter_async_context(open_ledger(settings, engine, redis, resp))
         keyring = await stack.enter_async_context(open_keyring(settings, engine, redis, resp))

@@ -1,6 +1,7 @@
 """A lean pipelined Redis client for the request path: RESP over a few multiplexed connections.
 
-Not a general client: no blocking commands, pub/sub or cluster; background users keep redis-py.
+Not a general client: no blocking commands, pub/sub or cluster; background users keep redis-py,
+and Cluster and Sentinel deployments reach the request path through redis-py (`Commands`).
 Built to fail fast: connect and reply timeouts of ~1 s (`Address`), and for FAIL_FAST_S after a
 failed connect or a reply timeout every command fails at once instead of waiting again. After a
 failover the old primary's -READONLY (or -MASTERDOWN, -LOADING) makes the client reconnect.
@@ -14,7 +15,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import hiredis
 
@@ -33,6 +34,7 @@ __all__ = [
     "REPLY_TIMEOUT_S",
     "Address",
     "Batch",
+    "Commands",
     "ConnectionFailed",
     "FailingFast",
     "ReplyError",
@@ -51,6 +53,20 @@ CONNECTIONS = 2  # per client (one per worker); replies are multiplexed, so a fe
 FAIL_FAST_S = 1.0  # after a failed connect or a reply timeout, commands fail at once this long
 
 _pack = cast(Callable[[Command], bytes], hiredis.pack_command)  # its stub says a 1-tuple
+
+
+class Commands(Protocol):
+    """What the request path sends Redis commands through: `RespClient` for one Redis, or
+    `gateway.resp_redispy.RedisPyCommands` (redis-py) for a Cluster or a Sentinel deployment.
+    Errors are the `RespError` tree either way."""
+
+    def script(self, source: str) -> Script: ...
+
+    async def execute(self, *args: Arg) -> Any: ...
+
+    async def pipeline(self, commands: Sequence[Command]) -> list[Any]: ...
+
+    async def aclose(self) -> None: ...
 
 
 class RespClient:
@@ -229,7 +245,7 @@ class Script:
     """A Lua script called by EVALSHA with its SHA computed here; on NOSCRIPT (a restarted or
     flushed Redis) the client sends it once by EVAL, which also loads it again."""
 
-    def __init__(self, client: RespClient, source: str) -> None:
+    def __init__(self, client: Commands, source: str) -> None:
         self._client = client
         self.sha = hashlib.sha1(source.encode()).hexdigest()
 
@@ -254,9 +270,9 @@ class Batch:
     __slots__ = ("_items",)
 
     def __init__(self) -> None:
-        self._items: list[tuple[RespClient, Command, Callable[[Any], None]]] = []
+        self._items: list[tuple[Commands, Command, Callable[[Any], None]]] = []
 
-    def add(self, client: RespClient, command: Command, on_reply: Callable[[Any], None]) -> None:
+    def add(self, client: Commands, command: Command, on_reply: Callable[[Any], None]) -> None:
         self._items.append((client, command, on_reply))
 
     async def send(self) -> None:
@@ -268,7 +284,7 @@ class Batch:
             replies = await _replies(first, [command for _, command, _ in items])
         else:
             replies = [None] * len(items)
-            groups: dict[RespClient, list[int]] = {}
+            groups: dict[Commands, list[int]] = {}
             for n, (client, _, _) in enumerate(items):
                 groups.setdefault(client, []).append(n)
             sent = [_replies(client, [items[n][1] for n in ns]) for client, ns in groups.items()]
@@ -287,7 +303,7 @@ class Batch:
             raise raised
 
 
-async def _replies(client: RespClient, commands: list[Command]) -> list[Any]:
+async def _replies(client: Commands, commands: list[Command]) -> list[Any]:
     try:
         replies = await client.pipeline(commands)
     except (ReplyTimeout, FailingFast) as exc:  # Redis is stalled or down: don't wait again

@@ -5,12 +5,15 @@ executor. The gateway hands in its routing settings as a mapping; nothing here r
 from __future__ import annotations
 
 import dataclasses
+import logging
+import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
+from redis.exceptions import RedisError
 
 from providers.catalog import Catalog, Endpoint, Secret
 from providers.provider import Provider, Timeouts
@@ -23,6 +26,8 @@ from routing.planner import Planner
 from routing.redis_stats_store import RedisStatsStore
 from routing.scoring import RoutingPolicy
 from routing.stats_store import InProcessStatsStore, StatsStore
+
+log = logging.getLogger("routing.stats")
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +95,9 @@ class Routing:
     affinity: AffinityMemory
 
 
-def stats_store(config: RoutingConfig, redis: Redis | None, prefix: str) -> StatsStore:
+def stats_store(
+    config: RoutingConfig, redis: Redis | RedisCluster | None, prefix: str
+) -> StatsStore:
     """Redis when the deployment has one (shared by every replica), else in process."""
     layout = config.layout()
     if redis is None:
@@ -98,12 +105,22 @@ def stats_store(config: RoutingConfig, redis: Redis | None, prefix: str) -> Stat
     return RedisStatsStore(redis, prefix, layout, settle_s=config.stats_settle_s)
 
 
+async def _adopt_legacy(store: RedisStatsStore) -> None:
+    try:
+        merged = await store.adopt_legacy(time.time())
+    except (RedisError, OSError) as exc:  # stats restart from empty windows: routing still works
+        log.warning("stats from before the {stats} hash tag not merged: %s", exc)
+        return
+    if merged:
+        log.info("stats from before the {stats} hash tag merged", extra={"keys": merged})
+
+
 @asynccontextmanager
 async def open_routing(
     config: RoutingConfig,
     catalog: Catalog,
     providers: Mapping[str, Provider],
-    redis: Redis | None = None,
+    redis: Redis | RedisCluster | None = None,
     redis_prefix: str = "gw:",
     secret_for: Callable[[Endpoint], Secret | None] | None = None,
 ) -> AsyncIterator[Routing]:
@@ -116,8 +133,11 @@ async def open_routing(
             probe_ttl_s=config.first_token_timeout_s,
         )
     )
+    store = stats_store(config, redis, redis_prefix)
+    if isinstance(store, RedisStatsStore):
+        await _adopt_legacy(store)
     live = LiveStats(
-        stats_store(config, redis, redis_prefix),
+        store,
         breakers,
         refresh_s=config.stats_refresh_s,
         flush_s=config.stats_flush_s,

@@ -27,7 +27,7 @@ from gateway.keys.limiter import (
 from gateway.keys.periods import KEEP_AFTER_S, Periods, periods_at
 from gateway.keys.pico import to_pico
 from gateway.keys.record import ApiKey, LimitReset
-from gateway.resp import Batch, RespClient, RespError
+from gateway.resp import Batch, Commands, RespError
 
 log = logging.getLogger("gateway.keys.limiter")
 RESETTLED_KEEP_S = 7 * 86_400  # how long a replayed settlement's marker is kept
@@ -184,7 +184,7 @@ def _text(value: Any) -> str:
 
 
 class RedisLimiter:
-    def __init__(self, client: RespClient, prefix: str, hold_ttl_s: float = HOLD_TTL_S) -> None:
+    def __init__(self, client: Commands, prefix: str, hold_ttl_s: float = HOLD_TTL_S) -> None:
         self._client = client
         self._prefix = prefix
         self._hold_ttl_ms = int(hold_ttl_s * 1000)

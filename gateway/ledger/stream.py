@@ -12,14 +12,14 @@ import time
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from gateway.errors import GatewayError
 from gateway.ledger.codec import EVENT_VERSION, EventDecodeError, decode_event, encode_event
 from gateway.ledger.events import GenerationEvent
 from gateway.ledger.source import Entry
-from gateway.resp import Batch, Command, RespClient, RespError
+from gateway.redis_topology import BackgroundRedis
+from gateway.resp import Batch, Command, Commands, RespError
 
 log = logging.getLogger("gateway.ledger.stream")
 
@@ -74,11 +74,11 @@ class RedisStreamLedger:
 
     def __init__(
         self,
-        redis: Redis,
+        redis: BackgroundRedis,
         prefix: str,
         *,
         claim_idle_s: float,
-        resp: RespClient,
+        resp: Commands,
         consumer: str | None = None,
     ) -> None:
         self._redis = redis
@@ -185,9 +185,12 @@ class RedisStreamLedger:
         await self._set_aside(entry.id, fields, reason)
 
     async def _set_aside(self, entry_id: str, fields: dict[Any, Any], reason: str) -> None:
+        """Copy to the dead stream, then ack. Two steps, not one MULTI: the two streams hash to
+        different Redis Cluster slots. A crash between them leaves the entry pending, so it is
+        claimed and set aside again: a second copy (same `entry` field), never a lost one."""
         log.error("ledger entry set aside", extra={"entry": entry_id, "reason": reason})
+        await self._redis.xadd(self.dead_key, {**fields, b"reason": reason, b"entry": entry_id})
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.xadd(self.dead_key, {**fields, b"reason": reason, b"entry": entry_id})
             pipe.xack(self.key, GROUP, entry_id)
             pipe.xdel(self.key, entry_id)
             await pipe.execute()
