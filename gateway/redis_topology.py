@@ -8,7 +8,7 @@ Not the place for key names or what the clients are used for.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 from redis.asyncio import Redis, RedisCluster
@@ -22,7 +22,10 @@ from gateway.resp import Commands, RespClient
 from gateway.resp_address import Address
 
 Kind = Literal["single", "cluster", "sentinel"]
-BackgroundRedis = Redis | RedisCluster  # what the background (ledger writer, stats...) holds
+if TYPE_CHECKING:
+    BackgroundRedis = Redis | RedisCluster  # what the background (ledger writer, stats...) holds
+else:  # Litestar reads `Resources` (a dependency) with msgspec, which takes no union of classes
+    BackgroundRedis = Any
 
 CLUSTER_PORT = 6379
 SENTINEL_PORT = 26379
@@ -110,23 +113,19 @@ class Topology:
             # ledger spools); waiting through redis-py's backoff would hold every request.
             "retry": Retry(NoBackoff(), 0),
         }
-        return RedisPyCommands(self._client(options, request_path=True))
+        return RedisPyCommands(self._client(options))
 
     def background(self, **options: Any) -> BackgroundRedis:
         """A redis-py client for background work (ledger writer, stats, key refresh, CLI)."""
         if self.kind == "single":
             return Redis.from_url(self.url, **options)
-        return self._client(options, request_path=False)
+        return self._client(options)
 
-    def _client(self, options: dict[str, Any], *, request_path: bool) -> BackgroundRedis:
+    def _client(self, options: dict[str, Any]) -> BackgroundRedis:
         kwargs = _node_kwargs(self.node_url)
         kwargs.update(_url_wins(options, self.node_url))
         if self.kind == "cluster":
-            kwargs.pop("db", None)
-            if request_path:
-                # MOVED and ASK are followed without counting as errors; a node that doesn't
-                # answer is retried once, on a refreshed slot map.
-                kwargs["cluster_error_retry_attempts"] = 1
+            kwargs.pop("db", None)  # MOVED and ASK are followed whatever `retry` says
             seeds = [ClusterNode(host, port) for host, port in self.nodes]
             return RedisCluster(startup_nodes=seeds, **kwargs)
         sentinel_kwargs = {k: v for k, v in kwargs.items() if k.startswith(("socket_", "ssl"))}
