@@ -12,7 +12,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisError, ResponseError
 
 from gateway.errors import GatewayError
 from gateway.ledger.codec import EVENT_VERSION, EventDecodeError, decode_event, encode_event
@@ -90,6 +90,7 @@ class RedisStreamLedger:
         self._claim_cursor = "0-0"
         self._next_claim = 0.0
         self._group_ready = False
+        self._reread_own = False  # a read failed: entries may be pending for us unseen
 
     async def emit(self, event: GenerationEvent) -> None:
         try:
@@ -118,6 +119,8 @@ class RedisStreamLedger:
         await self._ensure_group()
         try:
             raw = await self._claim(count)
+            if not raw and self._reread_own:
+                raw = await self._own_pending(count)
             if not raw:
                 block = int(wait_s * 1000) if wait_s > 0 else None
                 reply = await self._redis.xreadgroup(
@@ -128,7 +131,27 @@ class RedisStreamLedger:
             if "NOGROUP" in str(exc):
                 self._group_ready = False  # the stream was deleted: recreate it next time
             raise
+        except (RedisError, OSError):
+            # A read whose reply was lost (a dropped connection, a failover) may have been
+            # delivered to us: read our own pending entries first next time, instead of leaving
+            # them to XAUTOCLAIM after `claim_idle_s`.
+            self._reread_own = True
+            raise
         return await self._decode(raw)
+
+    async def _own_pending(self, count: int) -> list[tuple[Any, dict[Any, Any]]]:
+        """Entries delivered to this consumer and not acked (id 0: its history), once after a
+        read failed; the ledger writer inserts each generation once, so re-reading is safe."""
+        raw = _entries_of_read(
+            await self._redis.xreadgroup(GROUP, self.consumer, {self.key: "0"}, count=count)
+        )
+        gone = [entry_id for entry_id, fields in raw if not fields]
+        if gone:  # deleted while pending: nothing to write
+            await self._redis.xack(self.key, GROUP, *gone)
+        raw = [(entry_id, fields) for entry_id, fields in raw if fields]
+        if not raw:
+            self._reread_own = False
+        return raw
 
     async def _claim(self, count: int) -> list[tuple[Any, dict[Any, Any]]]:
         """Take over entries another (probably dead) writer has held for too long."""

@@ -86,7 +86,7 @@ class Servers:
 
     def start(self, port: int, *extra: str, config: Path | None = None) -> None:
         work = self.directory / str(port)
-        work.mkdir(exist_ok=True)
+        work.mkdir(parents=True, exist_ok=True)
         args = [require_redis_server()]
         if config is not None:
             args.append(str(config))
