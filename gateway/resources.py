@@ -14,6 +14,7 @@ from typing import Any
 from redis.asyncio import BlockingConnectionPool, Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from gateway.affinity_share import RedisAffinityShare, open_affinity_share
 from gateway.chat.service import ChatService
 from gateway.keys.keyring import Keyring, open_keyring
 from gateway.keys.redis_limiter import RedisLimiter
@@ -132,6 +133,11 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
         )
         await llamacpp.start()
         stack.push_async_callback(llamacpp.aclose)
+        share: RedisAffinityShare | None = None
+        if resp is not None and settings.routing.affinity_shared:
+            share = await stack.enter_async_context(
+                open_affinity_share(resp, settings.redis.redis_prefix)
+            )
         routing = await stack.enter_async_context(
             open_routing(
                 RoutingConfig.from_mapping(settings.routing.model_dump()),
@@ -139,6 +145,7 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
                 providers,
                 redis,
                 settings.redis.redis_prefix,
+                affinity_share=share,
             )
         )
         planner, executor = routing.planner, routing.executor
@@ -149,7 +156,12 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
         if ledger.spool is not None and isinstance(keyring.limiter, RedisLimiter):
             ledger.spool.settler = keyring.limiter  # spooled settlements are sent again too
         chat = ChatService(
-            planner, executor, MeteredLedger(ledger, metrics), keyring.limiter, ledger.spool
+            planner,
+            executor,
+            MeteredLedger(ledger, metrics),
+            keyring.limiter,
+            ledger.spool,
+            affinity=routing.affinity if share is not None else None,
         )
         await asyncio.to_thread(warm_tokenizer)  # for answers that come back without usage
         yield Resources(

@@ -102,6 +102,9 @@ class RoutingSettings(BaseSettings):
     breaker_max_cooldown_s: float = Field(default=60.0, gt=0)
     affinity_entries: int = Field(default=100_000, ge=1)  # conversations remembered per replica
     affinity_yield: float = Field(default=0.25, gt=0, le=1)  # warm cache leads unless 1/x worse
+    # With Redis: replicas share which endpoint served a conversation (written behind; read only
+    # for a continuing conversation this replica doesn't know). Off: per replica only.
+    affinity_shared: bool = True
 
 
 class LedgerSettings(BaseSettings):

@@ -17,7 +17,7 @@ from redis.exceptions import RedisError
 
 from providers.catalog import Catalog, Endpoint, Secret
 from providers.provider import Provider, Timeouts
-from routing.affinity import AffinityMemory
+from routing.affinity import AffinityMemory, AffinityShare
 from routing.breaker import BreakerPolicy, Breakers
 from routing.buckets import Layout
 from routing.executor import Executor, RetryPolicy
@@ -123,6 +123,7 @@ async def open_routing(
     redis: Redis | RedisCluster | None = None,
     redis_prefix: str = "gw:",
     secret_for: Callable[[Endpoint], Secret | None] | None = None,
+    affinity_share: AffinityShare | None = None,
 ) -> AsyncIterator[Routing]:
     """Start the live stats loop, yield the wired planner and executor, flush on the way out."""
     breakers = Breakers(
@@ -143,7 +144,7 @@ async def open_routing(
         flush_s=config.stats_flush_s,
         outage_uptime=config.outage_uptime,
     )
-    affinity = AffinityMemory(config.affinity_entries)
+    affinity = AffinityMemory(config.affinity_entries, affinity_share)
     policy = RoutingPolicy(
         min_samples=config.min_samples,
         explore_share=config.explore_share,
