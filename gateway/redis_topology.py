@@ -103,7 +103,7 @@ class Topology:
         (`lean` are `RespClient` options; redis-py gets the same ~1 s timeouts)."""
         if self.kind == "single":
             return RespClient.from_url(self.url, **lean)
-        from gateway.resp_redispy import RedisPyCommands
+        from gateway.resp_redispy import CONNECTIONS, RedisPyCommands
 
         address = Address.from_url(self.node_url)
         options = {
@@ -112,6 +112,7 @@ class Topology:
             # One try: a command that failed fails the request (the limiter answers 503, the
             # ledger spools); waiting through redis-py's backoff would hold every request.
             "retry": Retry(NoBackoff(), 0),
+            "max_connections": CONNECTIONS,  # per node; RedisPyCommands keeps within it
         }
         return RedisPyCommands(self._client(options))
 

@@ -7,6 +7,7 @@ moment after a connection failure, as `RespClient` does. Not used for background
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -28,11 +29,24 @@ from gateway.resp_connection import (
 _UNAVAILABLE = (rx.ClusterDownError, rx.TryAgainError, rx.ReadOnlyError, rx.BusyLoadingError)
 
 
-class RedisPyCommands:
-    """`Commands` over a redis-py `RedisCluster`, or a `Redis` from `Sentinel.master_for`."""
+CONNECTIONS = 64  # commands in flight at once (per node); more wait for one to finish
 
-    def __init__(self, client: Redis | RedisCluster, *, fail_fast_s: float = FAIL_FAST_S) -> None:
+
+class RedisPyCommands:
+    """`Commands` over a redis-py `RedisCluster`, or a `Redis` from `Sentinel.master_for`.
+
+    redis-py holds a connection per command in flight, and its cluster client refuses one past
+    `max_connections` instead of waiting: commands past `connections` wait here instead."""
+
+    def __init__(
+        self,
+        client: Redis | RedisCluster,
+        *,
+        connections: int = CONNECTIONS,
+        fail_fast_s: float = FAIL_FAST_S,
+    ) -> None:
         self.client = client
+        self._slots = asyncio.Semaphore(connections)
         self._fail_fast_s = fail_fast_s
         self._down_until = 0.0
         self._down_reason = ""
@@ -45,6 +59,10 @@ class RedisPyCommands:
 
     async def execute(self, *args: Arg) -> Any:
         self._check_down()
+        async with self._slots:
+            return await self._execute(*args)
+
+    async def _execute(self, *args: Arg) -> Any:
         with self._errors():
             try:
                 return await self.client.execute_command(*args)
@@ -59,6 +77,10 @@ class RedisPyCommands:
         if not commands:
             return []
         self._check_down()
+        async with self._slots:
+            return await self._pipeline(commands)
+
+    async def _pipeline(self, commands: Sequence[Command]) -> list[Any]:
         with self._errors():
             pipe = self.client.pipeline(transaction=False)
             for command in commands:
@@ -67,7 +89,7 @@ class RedisPyCommands:
         for n, reply in enumerate(replies):
             if isinstance(reply, rx.NoScriptError):
                 try:
-                    replies[n] = await self.execute(*commands[n])
+                    replies[n] = await self._execute(*commands[n])
                 except RespError as exc:
                     replies[n] = exc
             elif isinstance(reply, rx.ResponseError) and not isinstance(reply, _UNAVAILABLE):

@@ -14,6 +14,9 @@ from pathlib import Path
 import httpx
 import pytest
 from redis.asyncio import RedisCluster
+from redis.asyncio.cluster import ClusterNode
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.keys.record import ApiKey, RateLimit
@@ -24,6 +27,7 @@ from gateway.ledger.stream import RedisStreamLedger
 from gateway.redis_options import BACKGROUND_OPTIONS
 from gateway.redis_topology import Topology
 from gateway.resp import Batch, Commands, ReplyError
+from gateway.resp_redispy import RedisPyCommands
 from providers.pricing import Cost
 from providers.simulator.profile import Profile
 from providers.simulator.server import Fleet, start_fleet
@@ -179,3 +183,39 @@ async def test_a_gateway_on_a_cluster_meters_bills_and_keeps_stats(
             assert status["redis"] == "ok"
     finally:
         await fleet.close()
+
+
+async def test_a_burst_wider_than_the_connections_waits_instead_of_failing(
+    cluster: Cluster, redis_prefix: str
+) -> None:
+    # redis-py's cluster client refuses a command past `max_connections` per node
+    # (MaxConnectionsError); the seam makes such commands wait for a connection instead.
+    seeds = [ClusterNode("127.0.0.1", port) for port in cluster.ports]
+    client = RedisCluster(startup_nodes=seeds, max_connections=4, retry=Retry(NoBackoff(), 0))
+    commands = RedisPyCommands(client, connections=4)
+    try:
+        limiter = RedisLimiter(commands, redis_prefix)
+        keys = [
+            ApiKey(f"key-b{n}", "b", "0" * 64, "sk-gw-b", NOW, NOW, Decimal(1), "none", RateLimit())
+            for n in range(30)  # spread over the three nodes
+        ]
+        holds = await asyncio.gather(
+            *(limiter.admit(keys[n % 30], Decimal("0.001")) for n in range(300))
+        )
+        assert len(holds) == 300 and all(h.amount for h in holds)
+        assert all(len(node._connections) <= 4 for node in client.get_nodes())
+    finally:
+        await commands.aclose()
+
+
+async def test_an_undecodable_entry_is_set_aside_on_a_cluster(
+    commands: Commands, background: RedisCluster, redis_prefix: str
+) -> None:
+    stream = RedisStreamLedger(background, redis_prefix, claim_idle_s=30, resp=commands)
+    await stream.read(10, 0)  # creates the group
+    await background.xadd(stream.key, {b"v": b"999", b"e": b"\x00garbage"})
+    assert await stream.read(10, 0) == []  # nothing to write ...
+    assert await background.xlen(stream.dead_key) == 1  # ... it went to the dead stream
+    assert await background.xlen(stream.key) == 0
+    pending = await background.xpending(stream.key, "ledger-writers")
+    assert pending["pending"] == 0
