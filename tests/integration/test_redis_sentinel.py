@@ -109,17 +109,9 @@ async def test_a_gateway_follows_a_sentinel_failover_with_bounded_errors(
             for _ in range(20):  # and it stays that way
                 assert (await ask()).status_code == 200
             assert len(refused) == refused_before
-            for answer in refused:  # clean refusals, never a hang or a 500
-                assert answer.status_code == 503, answer.text
-                assert (
-                    answer.json()["error"]["metadata"].get("code", "")
-                    in (
-                        "",
-                        "limiter_unavailable",
-                        "ledger_unavailable",
-                    )
-                    or "unavailable" in answer.text
-                )
+            reasons = {a.json()["error"]["metadata"]["reason"] for a in refused}
+            assert {a.status_code for a in refused} <= {503}, [a.text for a in refused]
+            assert reasons <= {"limiter_unavailable", "ledger_unavailable"}, reasons
             assert recovered_s < failed_over_s + 15
             # Every answered generation is billed once, and the limiter's counters (on the
             # promoted replica) agree with the ledger.
