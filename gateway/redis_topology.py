@@ -7,6 +7,7 @@ Not the place for key names or what the clients are used for.
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 else:  # Litestar reads `Resources` (a dependency) with msgspec, which takes no union of classes
     BackgroundRedis = Any
 
+_CLUSTER_OPTIONS = frozenset(inspect.signature(RedisCluster.__init__).parameters) - {"db", "self"}
 CLUSTER_PORT = 6379
 SENTINEL_PORT = 26379
 # Options for the Sentinel daemons themselves (the prefect/docket URL convention); every other
@@ -106,34 +108,39 @@ class Topology:
         from gateway.resp_redispy import CONNECTIONS, RedisPyCommands
 
         address = Address.from_url(self.node_url)
-        options = {
+        defaults = {
             "socket_timeout": address.reply_timeout_s,
             "socket_connect_timeout": address.connect_timeout_s,
+        }
+        fixed = {
             # One try: a command that failed fails the request (the limiter answers 503, the
             # ledger spools); waiting through redis-py's backoff would hold every request.
             "retry": Retry(NoBackoff(), 0),
             "max_connections": CONNECTIONS,  # per node; RedisPyCommands keeps within it
         }
-        return RedisPyCommands(self._client(options))
+        return RedisPyCommands(self._client(defaults, fixed), connections=CONNECTIONS)
 
     def background(self, **options: Any) -> BackgroundRedis:
         """A redis-py client for background work (ledger writer, stats, key refresh, CLI)."""
         if self.kind == "single":
             return Redis.from_url(self.url, **options)
-        return self._client(options)
+        return self._client(options, {})
 
-    def _client(self, options: dict[str, Any]) -> BackgroundRedis:
+    def _client(self, defaults: dict[str, Any], fixed: dict[str, Any]) -> BackgroundRedis:
+        """`defaults` give way to the URL's own options; `fixed` don't."""
         kwargs = _node_kwargs(self.node_url)
-        kwargs.update(_url_wins(options, self.node_url))
+        kwargs.update(_url_wins(defaults, self.node_url))
+        kwargs.update(fixed)
         if self.kind == "cluster":
-            kwargs.pop("db", None)  # MOVED and ASK are followed whatever `retry` says
+            # MOVED and ASK are followed whatever `retry` says. Pool knobs of a single-node
+            # client that the cluster client lacks (`retry_on_timeout`, ...) are ignored, as
+            # the README says of pool knobs.
+            kwargs = {k: v for k, v in kwargs.items() if k in _CLUSTER_OPTIONS}
             seeds = [ClusterNode(host, port) for host, port in self.nodes]
             return RedisCluster(startup_nodes=seeds, **kwargs)
         sentinel_kwargs = {k: v for k, v in kwargs.items() if k.startswith(("socket_", "ssl"))}
         for name, value in self.sentinel_options:
             sentinel_kwargs[name.removeprefix("sentinel_")] = value
-        if "ssl" in kwargs:
-            sentinel_kwargs["ssl"] = kwargs["ssl"]
         sentinel = Sentinel(list(self.nodes), sentinel_kwargs=sentinel_kwargs)
         client: Redis = sentinel.master_for(self.master, redis_class=Redis, **kwargs)
         return client

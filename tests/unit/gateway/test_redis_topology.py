@@ -50,3 +50,18 @@ def test_a_sentinel_url_names_sentinels_master_and_database() -> None:
 def test_a_bad_url_is_refused_in_one_line(url: str, says: str) -> None:
     with pytest.raises(ValueError, match=says):
         Topology.from_url(url)
+
+
+async def test_the_request_path_bounds_its_connections_whatever_the_url_says() -> None:
+    url = "redis+cluster://h1:7000/?max_connections=3&retry_on_timeout=true&socket_timeout=4"
+    commands = Topology.from_url(url).commands()  # builds clients, connects to nothing
+    background = Topology.from_url(url).background(socket_timeout=10)
+    try:
+        client = commands.client  # type: ignore[attr-defined]
+        kwargs = client.nodes_manager.connection_kwargs
+        assert kwargs["socket_timeout"] == 4.0  # the URL's
+        assert kwargs["max_connections"] == 64  # the seam's bound, not the URL's pool knob
+        assert background.nodes_manager.connection_kwargs["max_connections"] == 3  # type: ignore[union-attr]
+    finally:
+        await commands.aclose()
+        await background.aclose()
