@@ -5,6 +5,7 @@ stats refresh, shared breakers and key-change pub/sub all work across the nodes.
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
@@ -35,7 +36,14 @@ from routing.breaker import BreakerState
 from routing.buckets import Layout, Observation
 from routing.redis_stats_store import RedisStatsStore
 from tests.integration.keys_fixtures import bearer, chat, create_key, decimal_json, key_settings
-from tests.integration.ledger_fixtures import wait_for_ids
+from tests.integration.ledger_fixtures import (
+    GatewayProcess,
+    clean_env,
+    stored_ids,
+    wait_for_ids,
+    writer_pids,
+)
+from tests.integration.ledger_fixtures import chat as plain_chat
 from tests.integration.test_keys_limits import ledger_spend
 from tests.support.gateway import run_gateway, write_catalog
 from tests.support.polling import eventually
@@ -219,3 +227,37 @@ async def test_an_undecodable_entry_is_set_aside_on_a_cluster(
     assert await background.xlen(stream.key) == 0
     pending = await background.xpending(stream.key, "ledger-writers")
     assert pending["pending"] == 0
+
+
+async def test_two_gateway_processes_and_their_writer_processes_share_a_cluster(
+    cluster: Cluster, engine: AsyncEngine, pg_database: str, redis_prefix: str, tmp_path: Path
+) -> None:
+    fleet = await start_fleet({"alpha": Profile(completion_tokens=8)})
+    catalog = write_catalog(tmp_path / "catalog.toml", {"alpha": fleet.url_for("alpha")})
+    env = clean_env(
+        DATABASE_URL=pg_database,
+        REDIS_URL=cluster.url,
+        REDIS_PREFIX=redis_prefix,
+        GATEWAY_CATALOG=str(catalog),
+        GATEWAY_LEDGER_FLUSH_INTERVAL_S="0.05",
+    )
+    replicas = [GatewayProcess(tmp_path, env), GatewayProcess(tmp_path, env)]
+    try:
+        for replica in replicas:
+            await replica.ready()
+            assert len(writer_pids(replica.proc.pid)) == 1  # `gateway ledger-writer` on a cluster
+        answered = []
+        async with httpx.AsyncClient(timeout=30) as client:
+            for n in range(12):
+                url = replicas[n % 2].url
+                answer = await client.post(f"{url}/v1/chat/completions", json=plain_chat(f"q{n}"))
+                assert answer.status_code == 200, answer.text
+                answered.append(answer.json()["id"])
+        await wait_for_ids(engine, answered, timeout_s=30)
+        assert sorted(await stored_ids(engine)) == sorted(answered)  # each once, none else
+        for replica in replicas:
+            assert replica.terminate() in (0, -signal.SIGTERM), replica.output()[-2000:]
+    finally:
+        for replica in replicas:
+            replica.terminate()
+        await fleet.close()
