@@ -25,8 +25,15 @@ from gateway.resp_connection import (
     RespError,
 )
 
-# Error replies that mean "not now, nothing ran" rather than "this command is wrong".
-_UNAVAILABLE = (rx.ClusterDownError, rx.TryAgainError, rx.ReadOnlyError, rx.BusyLoadingError)
+# Errors that mean "not now, nothing ran" rather than "this command is wrong".
+_UNAVAILABLE = (
+    rx.ClusterDownError,
+    rx.TryAgainError,
+    rx.ReadOnlyError,
+    rx.BusyLoadingError,
+    rx.SlotNotCoveredError,
+    rx.RedisClusterUnreachableError,
+)
 
 
 CONNECTIONS = 64  # commands in flight at once (per node); more wait for one to finish
@@ -92,7 +99,9 @@ class RedisPyCommands:
                     replies[n] = await self._execute(*commands[n])
                 except RespError as exc:
                     replies[n] = exc
-            elif isinstance(reply, rx.ResponseError) and not isinstance(reply, _UNAVAILABLE):
+            elif isinstance(reply, _UNAVAILABLE):
+                replies[n] = ConnectionFailed(str(reply))
+            elif isinstance(reply, rx.ResponseError | rx.RedisClusterException):
                 replies[n] = ReplyError(str(reply))
             elif isinstance(reply, rx.RedisError):
                 replies[n] = ConnectionFailed(str(reply))
@@ -112,7 +121,7 @@ class RedisPyCommands:
         except _UNAVAILABLE as exc:  # nothing ran: the cluster or the primary is away
             self._failed(f"Redis is unavailable: {exc}")
             raise ConnectionFailed(f"Redis is unavailable: {exc}") from exc
-        except rx.ResponseError as exc:  # an error reply: the connection is fine
+        except (rx.ResponseError, rx.RedisClusterException) as exc:  # refused; connection fine
             raise ReplyError(str(exc)) from exc
         except (TimeoutError, rx.TimeoutError) as exc:
             self._failed(f"Redis did not answer in time: {exc}")
