@@ -1,5 +1,6 @@
 """A Cluster or Sentinel deployment that can't be reached: the request path's limiter refuses
-with 503 at once (the seam's errors), then fails fast (not tried) instead of trying again per request."""
+with 503 at once (the seam's errors), then fails fast (not tried) for a moment instead of
+trying again per request."""
 
 from __future__ import annotations
 
