@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from redis.asyncio import Redis
+from gateway.redis_topology import BackgroundRedis, Topology
 
 # Above the ledger writer's longest blocking XREADGROUP (1 s) with room for a slow reply.
 SOCKET_TIMEOUT_S = 10.0
@@ -24,6 +24,7 @@ BACKGROUND_OPTIONS: dict[str, Any] = {
 }
 
 
-def background_redis(url: str) -> Redis:
-    """A redis-py client for background work, with the bounds above."""
-    return Redis.from_url(url, **BACKGROUND_OPTIONS)
+def background_redis(url: str) -> BackgroundRedis:
+    """A redis-py client for background work, with the bounds above (a cluster or Sentinel
+    client for those REDIS_URL forms)."""
+    return Topology.from_url(url).background(**BACKGROUND_OPTIONS)

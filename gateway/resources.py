@@ -16,14 +16,16 @@ from litestar.datastructures import State
 from redis.asyncio import BlockingConnectionPool, Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from gateway.affinity_share import RedisAffinityShare, open_affinity_share
 from gateway.chat.service import ChatService
 from gateway.keys.keyring import Keyring, open_keyring
 from gateway.keys.redis_limiter import RedisLimiter
 from gateway.ledger.lifecycle import Ledger, open_ledger
 from gateway.metrics.prometheus import GatewayMetrics, MeteredLedger, open_breakers, open_metrics
 from gateway.redis_options import BACKGROUND_OPTIONS
+from gateway.redis_topology import BackgroundRedis, Topology
 from gateway.reports.prices import register_prices
-from gateway.resp import RespClient
+from gateway.resp import Commands
 from gateway.settings import Settings
 from gateway.upstreams import open_transports
 from providers.catalog import Catalog, load_catalog
@@ -44,7 +46,7 @@ class Resources:
     catalog: Catalog
     chat: ChatService
     engine: AsyncEngine
-    redis: Redis | None
+    redis: BackgroundRedis | None
     ledger: Ledger
     keys: Keyring
     routing: Routing | None = None
@@ -85,22 +87,27 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
         http, transports = await open_transports(settings.upstream, catalog, stack)
         engine = make_engine(settings)
         stack.push_async_callback(engine.dispose)
-        redis: Redis | None = None
-        resp: RespClient | None = None
+        redis: BackgroundRedis | None = None
+        resp: Commands | None = None
         if settings.redis.redis_url:
-            # Bounded and waiting: redis-py's default pool raises MaxConnectionsError past 100
-            # concurrent commands (1,000 streams ending together) instead of queueing them.
-            pool = BlockingConnectionPool.from_url(
-                settings.redis.redis_url,
-                max_connections=REDIS_POOL_SIZE,
-                timeout=REDIS_POOL_WAIT_S,
-                **BACKGROUND_OPTIONS,
-            )
-            redis = Redis.from_pool(pool)  # closes the pool with the client
+            topology = Topology.from_url(settings.redis.redis_url)
+            if topology.kind == "single":
+                # Bounded and waiting: redis-py's default pool raises MaxConnectionsError past
+                # 100 concurrent commands (1,000 streams ending together) instead of queueing.
+                pool = BlockingConnectionPool.from_url(
+                    settings.redis.redis_url,
+                    max_connections=REDIS_POOL_SIZE,
+                    timeout=REDIS_POOL_WAIT_S,
+                    **BACKGROUND_OPTIONS,
+                )
+                redis = Redis.from_pool(pool)  # closes the pool with the client
+            else:
+                redis = topology.background(**BACKGROUND_OPTIONS)
             stack.push_async_callback(redis.aclose)
             # The request path's limiter call and end-of-request batch: a few multiplexed
-            # connections, far cheaper per command than redis-py (benchmarks/NOTES.md).
-            resp = RespClient.from_url(settings.redis.redis_url)
+            # connections, far cheaper per command than redis-py (benchmarks/NOTES.md); redis-py
+            # for a Cluster or Sentinel deployment.
+            resp = topology.commands()
             stack.push_async_callback(resp.aclose)
         ledger = await stack.enter_async_context(open_ledger(settings, engine, redis, resp))
         keyring = await stack.enter_async_context(open_keyring(settings, engine, redis, resp))
@@ -117,6 +124,11 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
         )
         await llamacpp.start()
         stack.push_async_callback(llamacpp.aclose)
+        share: RedisAffinityShare | None = None
+        if resp is not None and settings.routing.affinity_shared:
+            share = await stack.enter_async_context(
+                open_affinity_share(resp, settings.redis.redis_prefix)
+            )
         routing = await stack.enter_async_context(
             open_routing(
                 settings.routing.config(),
@@ -126,6 +138,7 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
                 settings.redis.redis_prefix,
                 # spill-over: busy or loading llama.cpp servers yield to the others
                 availability=llamacpp.unavailable,
+                affinity_share=share,
             )
         )
         planner, executor = routing.planner, routing.executor
@@ -135,7 +148,12 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
         if ledger.spool is not None and isinstance(keyring.limiter, RedisLimiter):
             ledger.spool.settler = keyring.limiter  # spooled settlements are sent again too
         chat = ChatService(
-            planner, executor, MeteredLedger(ledger, metrics), keyring.limiter, ledger.spool
+            planner,
+            executor,
+            MeteredLedger(ledger, metrics),
+            keyring.limiter,
+            ledger.spool,
+            affinity=routing.affinity if share is not None else None,
         )
         await asyncio.to_thread(warm_tokenizer)  # for answers that come back without usage
         yield Resources(

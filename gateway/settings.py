@@ -121,6 +121,9 @@ class RoutingSettings(BaseSettings):
     breaker_max_cooldown_s: float = Field(default=d.BREAKER_MAX_COOLDOWN_S, gt=0)
     affinity_entries: int = Field(default=d.AFFINITY_ENTRIES, ge=1)
     affinity_yield: float = Field(default=d.AFFINITY_YIELD, gt=0, le=1)
+    # With Redis: replicas share which endpoint served a conversation (written behind; read only
+    # for a continuing conversation this replica doesn't know). Off: per replica only.
+    affinity_shared: bool = True
 
     @model_validator(mode="after")
     def _no_unknown_names(self) -> RoutingSettings:

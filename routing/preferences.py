@@ -69,6 +69,7 @@ class RouteRequest:
     max_tokens: int | None = None  # the completion cap per choice (one rule: see chat.request)
     stream: bool = False
     affinity_key: str | None = None  # conversation identity for cache stickiness
+    continued: bool = False  # it carries earlier turns: another replica may have served them
     explain: bool = False
     mode_from_suffix: bool = False  # the client named the mode (`:nitro`), not a default
     ignored: tuple[tuple[str, str], ...] = ()  # request fields accepted without effect -> why

@@ -2,6 +2,9 @@
 
 Attempts are tallied in memory and flushed with one pipeline (HINCRBY per counter, PEXPIRE per
 bucket); a read fetches only buckets not yet settled, so the background refresh stays cheap.
+Every bucket and the breakers share the `{stats}` hash tag: on a Redis Cluster a flush or a read
+is one node's pipeline, applied or failed as a whole (a flush split over nodes and retried after
+one node failed would count the others' share twice).
 """
 
 from __future__ import annotations
@@ -9,7 +12,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 from redis.exceptions import RedisError
 
 from routing import defaults
@@ -22,12 +25,13 @@ BREAKERS_TTL_S = 31 * 86_400  # a breaker record outlives any window, not the de
 
 
 class RedisStatsStore:
-    """`StatsStore` over Redis. Keys: `{prefix}stats:{width_ms}:{index}` hashes of counters,
-    `{prefix}breakers` (endpoint id -> JSON state), `{prefix}probe:{endpoint}:{until}`."""
+    """`StatsStore` over Redis. Keys: `{prefix}{stats}:{width_ms}:{index}` hashes of counters,
+    `{prefix}{stats}:breakers` (endpoint id -> JSON state), `{prefix}probe:{endpoint}:{until}`.
+    """
 
     def __init__(
         self,
-        redis: Redis,
+        redis: Redis | RedisCluster,
         prefix: str,
         layout: Layout,
         *,
@@ -43,7 +47,28 @@ class RedisStatsStore:
         self._settled: dict[BucketKey, dict[str, int]] = {}  # closed buckets, read once
 
     def _key(self, key: BucketKey) -> str:
-        return f"{self._prefix}stats:{key[0]}:{key[1]}"
+        return f"{self._prefix}{{stats}}:{key[0]}:{key[1]}"
+
+    @property
+    def _breakers_key(self) -> str:
+        return f"{self._prefix}{{stats}}:breakers"
+
+    async def adopt_legacy(self, now: float) -> int:
+        """Merge what a version before the `{stats}` hash tag wrote (`{prefix}stats:...`,
+        `{prefix}breakers`) into the current keys, once per old key (a script: two replicas
+        starting together don't both add it); the number of keys merged. One Redis only: a
+        cluster never had the old names (the old client refused it)."""
+        if isinstance(self._redis, RedisCluster):
+            return 0
+        pairs = [
+            (f"{self._prefix}stats:{k[0]}:{k[1]}", self._key(k))
+            for k in needed(self.layout, int(now * 1000))
+        ]
+        pairs.append((f"{self._prefix}breakers", self._breakers_key))
+        merged = 0
+        for old, new in pairs:
+            merged += int(await self._redis.eval(_ADOPT, 2, old, new))
+        return merged
 
     def record(self, observation: Observation) -> None:
         tally(observation, self.layout, self._pending)
@@ -63,7 +88,7 @@ class RedisStatsStore:
                 pipe.hincrby(name, field, count)
             pipe.pexpire(name, self._retention.get(key[0], 0) or 1)
         if breakers:
-            name = f"{self._prefix}breakers"
+            name = self._breakers_key
             pipe.hset(name, mapping={k: v.to_json() for k, v in breakers.items()})
             pipe.expire(name, BREAKERS_TTL_S)
         try:
@@ -86,7 +111,7 @@ class RedisStatsStore:
         pipe = self._redis.pipeline(transaction=False)
         for key in fetch:
             pipe.hgetall(self._key(key))
-        pipe.hgetall(f"{self._prefix}breakers")
+        pipe.hgetall(self._breakers_key)
         results: list[Any] = await pipe.execute()
         buckets: dict[BucketKey, dict[str, int]] = dict(settled)
         for key, raw in zip(fetch, results, strict=False):
@@ -112,6 +137,24 @@ class RedisStatsStore:
 
     async def aclose(self) -> None:
         await self.flush()
+
+
+# KEYS: old name, new name. Counters are added; a breaker state already under the new name wins.
+_ADOPT = """
+local fields = redis.call('HGETALL', KEYS[1])
+if #fields == 0 then return 0 end
+local ttl = redis.call('PTTL', KEYS[1])
+for i = 1, #fields, 2 do
+  if string.sub(fields[i + 1], 1, 1) == '{' then
+    redis.call('HSETNX', KEYS[2], fields[i], fields[i + 1])
+  else
+    redis.call('HINCRBY', KEYS[2], fields[i], fields[i + 1])
+  end
+end
+if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
+redis.call('DEL', KEYS[1])
+return 1
+"""
 
 
 def _counts(key: str, raw: dict[Any, Any]) -> dict[str, int]:

@@ -4,15 +4,18 @@ executor. Nothing here reads the env or holds a default (`routing.config`, `rout
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
+from redis.exceptions import RedisError
 
 from providers.catalog import Catalog, Endpoint, Secret
 from providers.provider import Provider
-from routing.affinity import AffinityMemory
+from routing.affinity import AffinityMemory, AffinityShare
 from routing.breaker import Breakers
 from routing.config import RoutingConfig, StatsPolicy
 from routing.executor import Executor
@@ -30,7 +33,12 @@ class Routing:
     affinity: AffinityMemory
 
 
-def stats_store(config: StatsPolicy, redis: Redis | None, prefix: str) -> StatsStore:
+log = logging.getLogger("routing.stats")
+
+
+def stats_store(
+    config: StatsPolicy, redis: Redis | RedisCluster | None, prefix: str
+) -> StatsStore:
     """Redis when the deployment has one (shared by every replica), else in process."""
     layout = config.layout()
     if redis is None:
@@ -38,15 +46,26 @@ def stats_store(config: StatsPolicy, redis: Redis | None, prefix: str) -> StatsS
     return RedisStatsStore(redis, prefix, layout, settle_s=config.settle_s)
 
 
+async def _adopt_legacy(store: RedisStatsStore) -> None:
+    try:
+        merged = await store.adopt_legacy(time.time())
+    except (RedisError, OSError) as exc:  # stats restart from empty windows: routing still works
+        log.warning("stats from before the {stats} hash tag not merged: %s", exc)
+        return
+    if merged:
+        log.info("stats from before the {stats} hash tag merged", extra={"keys": merged})
+
+
 @asynccontextmanager
 async def open_routing(
     config: RoutingConfig,
     catalog: Catalog,
     providers: Mapping[str, Provider],
-    redis: Redis | None = None,
+    redis: Redis | RedisCluster | None = None,
     redis_prefix: str = "gw:",
     secret_for: Callable[[Endpoint], Secret | None] | None = None,
     availability: Availability | None = None,
+    affinity_share: AffinityShare | None = None,
 ) -> AsyncIterator[Routing]:
     """Start the live stats loop, yield the wired planner and executor, flush on the way out.
 
@@ -55,14 +74,17 @@ async def open_routing(
     """
     breakers = Breakers(config.breaker)
     stats = config.stats
+    store = stats_store(stats, redis, redis_prefix)
+    if isinstance(store, RedisStatsStore):
+        await _adopt_legacy(store)
     live = LiveStats(
-        stats_store(stats, redis, redis_prefix),
+        store,
         breakers,
         refresh_s=stats.refresh_s,
         flush_s=stats.flush_s,
         outage_uptime=config.scoring.outage_uptime,
     )
-    affinity = AffinityMemory(config.affinity_entries)
+    affinity = AffinityMemory(config.affinity_entries, affinity_share)
     planner = Planner(
         catalog, live.snapshot, affinity=affinity, policy=config.scoring, availability=availability
     )

@@ -47,8 +47,16 @@ ensure_postgres() {
 redis_up() { redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping | grep -q PONG; }
 
 ensure_redis() {
-  if command -v redis-cli >/dev/null && redis_up; then return; fi
-  command -v redis-server >/dev/null || apt_install redis-server
+  # The Cluster and Sentinel tests start their own servers from these binaries (a sentinel is
+  # `redis-server --sentinel`), even when the shared Redis is already up.
+  if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
+    apt_install redis-server
+  fi
+  command -v redis-server >/dev/null && command -v redis-cli >/dev/null \
+    || die "redis-server and redis-cli are still missing after apt-get install redis-server"
+  redis-server --version | grep -qE 'v=(6\.[2-9]|[7-9]\.|[1-9][0-9]\.)' \
+    || die "redis-server 6.2 or later is needed (XAUTOCLAIM): $(redis-server --version)"
+  if redis_up; then return; fi
   mkdir -p /tmp/gateway-redis
   redis-server --daemonize yes --bind 127.0.0.1 --port "$REDIS_PORT" --save "" \
     --appendonly no --dir /tmp/gateway-redis --logfile /tmp/gateway-redis/redis.log \
@@ -70,4 +78,4 @@ ensure_postgres
 ensure_redis
 ensure_wrk
 ensure_chromium
-echo "services: PostgreSQL 127.0.0.1:$PG_PORT and Redis 127.0.0.1:$REDIS_PORT are up; wrk and chromium are installed" >&2
+echo "services: PostgreSQL 127.0.0.1:$PG_PORT and Redis 127.0.0.1:$REDIS_PORT are up; redis-server (cluster, sentinel), wrk and chromium are installed" >&2

@@ -115,6 +115,7 @@ def decode_chat_request(
         max_tokens=completion_cap(known.max_tokens, known.max_completion_tokens),
         stream=known.stream,
         affinity_key=_session_key(session or known.prompt_cache_key) or _opening_key(body),
+        continued=_continued(body),
         explain=explain_header or _debug_route(known.debug),
         ignored=tuple(ignored.items()),
         prompt_bound=len(raw) + TEMPLATE_TOKENS,
@@ -274,6 +275,12 @@ def completion_cap(max_tokens: int | None, max_completion_tokens: int | None) ->
     if max_tokens is None or max_completion_tokens is None:
         return max_tokens if max_completion_tokens is None else max_completion_tokens
     return min(max_tokens, max_completion_tokens)
+
+
+def _continued(body: dict[str, Any]) -> bool:
+    """More than the opening messages: a later turn of a conversation, not its first."""
+    messages = body.get("messages")
+    return isinstance(messages, list) and len(messages) > OPENING_MESSAGES
 
 
 def _opening_key(body: dict[str, Any]) -> str | None:

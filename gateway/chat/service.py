@@ -37,6 +37,7 @@ from gateway.ledger.events import GenerationEvent, LedgerSink
 from providers.errors import UpstreamError
 from providers.price_version import price_version
 from providers.pricing import cost_of
+from routing.affinity import AffinityMemory
 from routing.executor import Executor, GenerationFailed, OpenedStream
 from routing.planner import Plan, Planner
 
@@ -63,8 +64,10 @@ class ChatService:
         ledger: LedgerSink,
         limiter: Limiter | None = None,
         spool: Spool | None = None,
+        affinity: AffinityMemory | None = None,
     ) -> None:
         self._planner = planner
+        self._affinity = affinity  # only when shared: see `_begin`
         self._executor = executor
         self._limiter = limiter
         self._recorder = Recorder(ledger, limiter, spool)
@@ -115,7 +118,12 @@ class ChatService:
         nowhere to go (the spool is full or unwritable)."""
         if self._spool is not None:
             self._spool.check_accepting()
-        plan = self._planner.plan(request.route)
+        route = request.route
+        if self._affinity is not None and route.continued and route.affinity_key is not None:
+            # A later turn this replica may never have seen: one Redis read, only when the
+            # conversation is not in memory (the planner itself reads memory only).
+            await self._affinity.recall_shared(route.affinity_key, time.time())
+        plan = self._planner.plan(route)
         hold = await self._admit(caller, plan)
         event = self._event(request.generation_id, request, plan, caller, streamed, hold.at)
         return self._recorder.open(event, hold, plan, request.upstream_body.get("messages"))

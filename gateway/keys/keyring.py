@@ -11,7 +11,6 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.errors import Forbidden, Unauthorized
@@ -24,7 +23,8 @@ from gateway.keys.record import ANONYMOUS, ApiKey
 from gateway.keys.redis_limiter import RedisLimiter
 from gateway.keys.refresh import KeyRefresher, announce
 from gateway.keys.store import KeyStore
-from gateway.resp import RespClient
+from gateway.redis_topology import BackgroundRedis
+from gateway.resp import Commands
 from gateway.settings import Settings
 from providers.background import stop_task
 
@@ -46,7 +46,7 @@ class Keyring:
     refresher: KeyRefresher
     auth_required: bool
     admin_token: str | None
-    redis: Redis | None = None
+    redis: BackgroundRedis | None = None
     channel: str = ""
     tasks: list[asyncio.Task[None]] = field(default_factory=list)  # its background loops
 
@@ -100,7 +100,7 @@ class Keyring:
 
 @asynccontextmanager
 async def open_keyring(
-    settings: Settings, engine: AsyncEngine, redis: Redis | None, resp: RespClient | None
+    settings: Settings, engine: AsyncEngine, redis: BackgroundRedis | None, resp: Commands | None
 ) -> AsyncIterator[Keyring]:
     """Load the keys, then keep them current in the background until the app stops.
 

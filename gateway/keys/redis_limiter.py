@@ -32,7 +32,7 @@ from gateway.keys.limiter import (
 from gateway.keys.periods import KEEP_AFTER_S, Periods, periods_at
 from gateway.keys.pico import to_pico
 from gateway.keys.record import ApiKey, LimitReset
-from gateway.resp import Batch, RespClient, RespError, lua_source
+from gateway.resp import Batch, Commands, RespError, lua_source
 from gateway.unit_of_work import UnitOfWork
 
 log = logging.getLogger("gateway.keys.limiter")
@@ -84,7 +84,7 @@ class RedisLimiter:
 
     def __init__(
         self,
-        client: RespClient,
+        client: Commands,
         prefix: str,
         hold_ttl_s: float = HOLD_TTL_S,
         *,

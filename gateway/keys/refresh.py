@@ -11,7 +11,7 @@ import logging
 import time
 from datetime import UTC, datetime, timedelta
 
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -93,7 +93,7 @@ class KeyRefresher:
                 # Whatever one reload hits, revocations must keep arriving: log it and go on.
                 log.exception("key cache refresh failed unexpectedly; continuing")
 
-    async def listen(self, redis: Redis, channel: str) -> None:
+    async def listen(self, redis: Redis | RedisCluster, channel: str) -> None:
         """Nudge on every message on `channel`; resubscribe after a Redis outage."""
         while True:
             try:
@@ -107,7 +107,7 @@ class KeyRefresher:
             await asyncio.sleep(RESUBSCRIBE_S)  # back off before subscribing again
 
 
-async def announce(redis: Redis, channel: str) -> None:
+async def announce(redis: Redis | RedisCluster, channel: str) -> None:
     """Tell every replica's refresher that a key changed (best effort: polling catches up)."""
     try:
         await redis.publish(channel, b"changed")

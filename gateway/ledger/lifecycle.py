@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import UTC, datetime
 
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -26,7 +25,8 @@ from gateway.ledger.store import LedgerStore
 from gateway.ledger.stream import RedisStreamLedger
 from gateway.ledger.upkeep import Upkeep, upkeep_for
 from gateway.ledger.writer import LedgerWriter
-from gateway.resp import RespClient
+from gateway.redis_topology import BackgroundRedis
+from gateway.resp import Commands
 from gateway.settings import Settings
 from gateway.unit_of_work import UnitOfWork
 from providers.background import stop_task
@@ -112,8 +112,8 @@ async def _keep_up(upkeep: Upkeep, source: LedgerSource) -> None:
 async def open_ledger(
     settings: Settings,
     engine: AsyncEngine,
-    redis: Redis | None,
-    resp: RespClient | None,
+    redis: BackgroundRedis | None,
+    resp: Commands | None,
     *,
     writer_here: bool | None = None,
 ) -> AsyncIterator[Ledger]:

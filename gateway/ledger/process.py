@@ -17,8 +17,8 @@ from contextlib import AsyncExitStack, contextmanager
 
 from gateway.ledger.lifecycle import open_ledger
 from gateway.redis_options import background_redis
+from gateway.redis_topology import Topology
 from gateway.resources import make_engine
-from gateway.resp import RespClient
 from gateway.settings import Settings
 from providers.background import stop_task
 
@@ -65,7 +65,7 @@ async def run_writer(
             stack.push_async_callback(engine.dispose)
             redis = background_redis(redis_url)
             stack.push_async_callback(redis.aclose)
-            resp = RespClient.from_url(redis_url)  # the stream's emit side: unused here
+            resp = Topology.from_url(redis_url).commands()  # the stream's emit side: unused here
             stack.push_async_callback(resp.aclose)
             ledger = await stack.enter_async_context(
                 open_ledger(settings, engine, redis, resp, writer_here=True)

@@ -12,14 +12,14 @@ import time
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-from redis.asyncio import Redis
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisError, ResponseError
 
 from gateway.errors import GatewayError
 from gateway.ledger.codec import EVENT_VERSION, EventDecodeError, decode_event, encode_event
 from gateway.ledger.events import GenerationEvent
 from gateway.ledger.source import Entry
-from gateway.resp import Command, RespClient, RespError
+from gateway.redis_topology import BackgroundRedis
+from gateway.resp import Command, Commands, RespError
 from gateway.unit_of_work import UnitOfWork
 
 log = logging.getLogger("gateway.ledger.stream")
@@ -75,11 +75,11 @@ class RedisStreamLedger:
 
     def __init__(
         self,
-        redis: Redis,
+        redis: BackgroundRedis,
         prefix: str,
         *,
         claim_idle_s: float,
-        resp: RespClient,
+        resp: Commands,
         consumer: str | None = None,
     ) -> None:
         self._redis = redis
@@ -92,6 +92,7 @@ class RedisStreamLedger:
         self._claim_cursor = "0-0"
         self._next_claim = 0.0
         self._group_ready = False
+        self._reread_own = False  # a read failed: entries may be pending for us unseen
 
     async def emit(self, event: GenerationEvent) -> None:
         try:
@@ -120,6 +121,8 @@ class RedisStreamLedger:
         await self._ensure_group()
         try:
             raw = await self._claim(count)
+            if not raw and self._reread_own:
+                raw = await self._own_pending(count)
             if not raw:
                 block = int(wait_s * 1000) if wait_s > 0 else None
                 reply = await self._redis.xreadgroup(
@@ -130,7 +133,27 @@ class RedisStreamLedger:
             if "NOGROUP" in str(exc):
                 self._group_ready = False  # the stream was deleted: recreate it next time
             raise
+        except (RedisError, OSError):
+            # A read whose reply was lost (a dropped connection, a failover) may have been
+            # delivered to us: read our own pending entries first next time, instead of leaving
+            # them to XAUTOCLAIM after `claim_idle_s`.
+            self._reread_own = True
+            raise
         return await self._decode(raw)
+
+    async def _own_pending(self, count: int) -> list[tuple[Any, dict[Any, Any]]]:
+        """Entries delivered to this consumer and not acked (id 0: its history), once after a
+        read failed; the ledger writer inserts each generation once, so re-reading is safe."""
+        raw = _entries_of_read(
+            await self._redis.xreadgroup(GROUP, self.consumer, {self.key: "0"}, count=count)
+        )
+        gone = [entry_id for entry_id, fields in raw if not fields]
+        if gone:  # deleted while pending: nothing to write
+            await self._redis.xack(self.key, GROUP, *gone)
+        raw = [(entry_id, fields) for entry_id, fields in raw if fields]
+        if not raw:
+            self._reread_own = False
+        return raw
 
     async def _claim(self, count: int) -> list[tuple[Any, dict[Any, Any]]]:
         """Take over entries another (probably dead) writer has held for too long."""
@@ -181,9 +204,12 @@ class RedisStreamLedger:
         await self._set_aside(entry.id, fields, reason)
 
     async def _set_aside(self, entry_id: str, fields: dict[Any, Any], reason: str) -> None:
+        """Copy to the dead stream, then ack. Two steps, not one MULTI: the two streams hash to
+        different Redis Cluster slots. A crash between them leaves the entry pending, so it is
+        claimed and set aside again: a second copy (same `entry` field), never a lost one."""
         log.error("ledger entry set aside", extra={"entry": entry_id, "reason": reason})
+        await self._redis.xadd(self.dead_key, {**fields, b"reason": reason, b"entry": entry_id})
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.xadd(self.dead_key, {**fields, b"reason": reason, b"entry": entry_id})
             pipe.xack(self.key, GROUP, entry_id)
             pipe.xdel(self.key, entry_id)
             await pipe.execute()

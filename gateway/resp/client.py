@@ -12,7 +12,7 @@ import asyncio
 import functools
 import time
 from collections.abc import Awaitable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from gateway.resp.address import Address
 from gateway.resp.command import Arg, Command, pack
@@ -21,6 +21,22 @@ from gateway.resp.script import Script
 
 CONNECTIONS = 2  # per client (one per worker); replies are multiplexed, so a few are plenty
 FAIL_FAST_S = 1.0  # after a failed connect or a reply timeout, commands fail at once this long
+
+
+class Commands(Protocol):
+    """What the request path sends Redis commands through: `RespClient` for one Redis, or
+    `gateway.resp_redispy.RedisPyCommands` (redis-py) for a Cluster or a Sentinel deployment.
+    Errors are the `RespError` tree either way."""
+
+    def script(self, source: str) -> Script: ...
+
+    async def execute(self, *args: Arg) -> Any: ...
+
+    async def pipeline(self, commands: Sequence[Command]) -> list[Any]: ...
+
+    def connected(self) -> bool: ...
+
+    async def aclose(self) -> None: ...
 
 
 class RespClient:

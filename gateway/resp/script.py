@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from gateway.resp.command import Arg, Command
 
 if TYPE_CHECKING:
-    from gateway.resp.client import RespClient
+    from gateway.resp.client import Commands
 
 
 def lua_source(package: str, *names: str) -> str:
@@ -28,7 +28,7 @@ class Script:
     """A Lua script called by EVALSHA with its SHA computed here; on NOSCRIPT (a restarted or
     flushed Redis) the client sends it once by EVAL, which also loads it again."""
 
-    def __init__(self, client: RespClient, source: str) -> None:
+    def __init__(self, client: Commands, source: str) -> None:
         self._client = client
         self.sha = hashlib.sha1(source.encode()).hexdigest()
 
