@@ -10,6 +10,7 @@ from datetime import UTC, date
 from decimal import Decimal
 from typing import Any
 
+from gateway.ledger.rollup import row_of, summed, usage_of
 from gateway.ledger.rows import app_of
 
 DAILY_KEY_COLUMNS = (
@@ -81,27 +82,13 @@ def daily_key_of(generation: dict[str, Any]) -> DailyKey:
 
 
 def daily_sums_of(generation: dict[str, Any]) -> DailySums:
-    return DailySums(
-        requests=1,
-        errors=int(generation["status"] == "error"),
-        cancelled=int(bool(generation["cancelled"])),
-        prompt_tokens=generation["prompt_tokens"],
-        completion_tokens=generation["completion_tokens"],
-        cached_tokens=generation["cached_tokens"],
-        cache_write_tokens=generation["cache_write_tokens"],
-        reasoning_tokens=generation["reasoning_tokens"],
-        cost=generation["cost"],
-        cache_discount=generation["cache_discount"],
-    )
+    return DailySums(**usage_of(generation))
 
 
 def daily_rollup(generations: Iterable[dict[str, Any]]) -> dict[DailyKey, DailySums]:
     """Sum generation rows per daily key, in key order (a fixed lock order for upserts)."""
-    totals: dict[DailyKey, DailySums] = {}
-    for generation in generations:
-        totals.setdefault(daily_key_of(generation), DailySums()).add(daily_sums_of(generation))
-    return dict(sorted(totals.items()))
+    return summed(generations, daily_key_of, daily_sums_of)
 
 
 def daily_row(key: DailyKey, sums: DailySums) -> dict[str, Any]:
-    return {name: getattr(key, name) for name in DAILY_KEY_COLUMNS} | sums.as_dict()
+    return row_of(key, sums, DAILY_KEY_COLUMNS)

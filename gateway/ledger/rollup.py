@@ -4,11 +4,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from gateway.ledger.rows import app_of
 
@@ -66,31 +66,66 @@ def key_of(generation: dict[str, Any]) -> RollupKey:
     )
 
 
+def usage_of(generation: dict[str, Any]) -> dict[str, Any]:
+    """What every usage rollup (hourly here, daily for billing) counts of one generation."""
+    return {
+        "requests": 1,
+        "errors": int(generation["status"] == "error"),
+        "cancelled": int(bool(generation["cancelled"])),
+        "prompt_tokens": generation["prompt_tokens"],
+        "completion_tokens": generation["completion_tokens"],
+        "cached_tokens": generation["cached_tokens"],
+        "cache_write_tokens": generation["cache_write_tokens"],
+        "reasoning_tokens": generation["reasoning_tokens"],
+        "cost": generation["cost"],
+        "cache_discount": generation["cache_discount"],
+    }
+
+
 def sums_of(generation: dict[str, Any]) -> RollupSums:
     return RollupSums(
-        requests=1,
-        errors=int(generation["status"] == "error"),
-        cancelled=int(bool(generation["cancelled"])),
+        **usage_of(generation),
         attempts=generation["attempt_count"],
-        prompt_tokens=generation["prompt_tokens"],
-        completion_tokens=generation["completion_tokens"],
-        cached_tokens=generation["cached_tokens"],
-        cache_write_tokens=generation["cache_write_tokens"],
-        reasoning_tokens=generation["reasoning_tokens"],
-        cost=generation["cost"],
-        cache_discount=generation["cache_discount"],
         upstream_cost=generation["upstream_cost"] or ZERO,
         latency_ms_sum=generation["latency_ms"],
     )
 
 
-def rollup(generations: Iterable[dict[str, Any]]) -> dict[RollupKey, RollupSums]:
-    """Sum generation rows per rollup key, in key order (a fixed lock order for upserts)."""
-    totals: dict[RollupKey, RollupSums] = {}
+class Sums(Protocol):
+    def add(self, other: Any, /) -> None: ...
+
+    def as_dict(self) -> dict[str, Any]: ...
+
+
+K = TypeVar("K")
+S = TypeVar("S", bound=Sums)
+
+
+def summed(
+    generations: Iterable[dict[str, Any]],
+    key: Callable[[dict[str, Any]], K],
+    sums: Callable[[dict[str, Any]], S],
+) -> dict[K, S]:
+    """Generation rows summed per key, in key order (a fixed lock order for upserts)."""
+    totals: dict[K, S] = {}
     for generation in generations:
-        totals.setdefault(key_of(generation), RollupSums()).add(sums_of(generation))
+        found = totals.get(k := key(generation))
+        if found is None:
+            totals[k] = sums(generation)
+        else:
+            found.add(sums(generation))
     return dict(sorted(totals.items()))
 
 
+def row_of(key: object, sums: Sums, key_columns: Iterable[str]) -> dict[str, Any]:
+    """One upsert row: the key's columns, then the sums."""
+    return {name: getattr(key, name) for name in key_columns} | sums.as_dict()
+
+
+def rollup(generations: Iterable[dict[str, Any]]) -> dict[RollupKey, RollupSums]:
+    """Sum generation rows per rollup key, in key order (a fixed lock order for upserts)."""
+    return summed(generations, key_of, sums_of)
+
+
 def rollup_row(key: RollupKey, sums: RollupSums) -> dict[str, Any]:
-    return {name: getattr(key, name) for name in KEY_COLUMNS} | sums.as_dict()
+    return row_of(key, sums, KEY_COLUMNS)
