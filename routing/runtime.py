@@ -36,9 +36,7 @@ class Routing:
 log = logging.getLogger("routing.stats")
 
 
-def stats_store(
-    config: StatsPolicy, redis: Redis | RedisCluster | None, prefix: str
-) -> StatsStore:
+def stats_store(config: StatsPolicy, redis: Redis | RedisCluster | None, prefix: str) -> StatsStore:
     """Redis when the deployment has one (shared by every replica), else in process."""
     layout = config.layout()
     if redis is None:
