@@ -24,8 +24,9 @@ from benchmarks.bench_planner import catalog_of, snapshot_of
 from benchmarks.harness.stack import CHAT_BODY, MODEL, catalog_toml
 from benchmarks.harness.upstream import REQUEST_BODY, UPSTREAM_BODY
 from gateway.chat.request import decode_chat_request
-from gateway.chat.service import Caller, ChatService
+from gateway.chat.service import ChatService
 from gateway.keys.cache import KeyCache
+from gateway.keys.caller import Caller
 from gateway.keys.hashing import mint_secret
 from gateway.keys.keyring import Keyring
 from gateway.keys.limiter import Hold

@@ -35,6 +35,9 @@ CHAT_BODY = (
 )
 # High enough never to refuse a benchmark request, set so the limiter runs on every one.
 KEY_LIMITS = ("--limit-usd", "100000", "--rpm", "1000000000", "--tpm", "2000000000")
+# A spend limit alone: with Redis the gateway admits it from a per-worker lease (no round trip
+# at the start on most requests); rate limits always take the per-request check.
+SPEND_ONLY_LIMITS = ("--limit-usd", "100000")
 SERVERS = ("uvicorn", "granian")
 
 
@@ -137,6 +140,11 @@ class Stack:
     env: dict[str, str]
     api_key: str  # with spend and rate limits: the limiter's Redis script runs on every request
     free_key: str  # without limits: no limit check at the start, the ledger XADD alone at the end
+    spend_key: str = ""  # a spend limit only: admitted from the worker's lease
+
+    @property
+    def spend_auth_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.spend_key}"}
 
     @property
     def auth_headers(self) -> dict[str, str]:
@@ -166,7 +174,10 @@ def prepare_stack(backing: Backing, upstream_port: int, workdir: Path) -> Stack:
         _gateway_cli(["keys", "create", "--name", "bench", "--json", *KEY_LIMITS], env)
     )
     free = json.loads(_gateway_cli(["keys", "create", "--name", "bench-free", "--json"], env))
-    return Stack(backing, env, created["key"], free["key"])
+    spend = json.loads(
+        _gateway_cli(["keys", "create", "--name", "bench-spend", "--json", *SPEND_ONLY_LIMITS], env)
+    )
+    return Stack(backing, env, created["key"], free["key"], spend["key"])
 
 
 def gateway_command(server: str, port: int, workers: int) -> list[str]:

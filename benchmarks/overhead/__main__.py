@@ -70,6 +70,7 @@ FULL = {
 
 
 FREE_KEY_TARGET = "gateway, 1 worker, key without limits"
+SPEND_KEY_TARGET = "gateway, 1 worker, key with a spend limit only (leased)"
 
 
 def say(text: str) -> None:
@@ -117,12 +118,16 @@ def run(args: argparse.Namespace, command: str) -> Results:
         direct_script.write_text(lua_script(CHAT_BODY))
         gateway_script.write_text(lua_script(CHAT_BODY, stack.auth_headers))
         free_script.write_text(lua_script(CHAT_BODY, stack.free_auth_headers))
+        spend_script = workdir / "spend.lua"
+        spend_script.write_text(lua_script(CHAT_BODY, stack.spend_auth_headers))
         direct_url = f"http://127.0.0.1:{up_port}{CHAT_PATH}"
         targets = [_target(DIRECT, direct_url, upstream.pid, direct_script)]
         targets += [_target(g.name, g.url, g, gateway_script) for g in gateways]
         # The same one-worker gateway, called with a key that has no limits: what the limit
         # check (one Redis round trip, and the settle script at the end) adds.
         targets.append(_target(FREE_KEY_TARGET, one.url, one, free_script))
+        # ...and with a key that has only a spend limit: admitted from the worker's lease.
+        targets.append(_target(SPEND_KEY_TARGET, one.url, one, spend_script))
         results = Results(
             header,
             [],
@@ -130,6 +135,7 @@ def run(args: argparse.Namespace, command: str) -> Results:
             scaled.name if scaled else None,
             [g.name for g in others],
             free_key=FREE_KEY_TARGET,
+            spend_key=SPEND_KEY_TARGET,
         )
 
         if not args.skip_micro:

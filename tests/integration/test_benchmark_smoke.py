@@ -51,6 +51,7 @@ def test_quick_run_writes_the_table_with_zero_errors(tmp_path: Path) -> None:
     names = {row[0] for row in throughput}
     assert {"upstream (direct)", "gateway, 1 worker", "gateway, 2 workers"} <= names
     assert "gateway, 1 worker, key without limits" in names
+    assert "gateway, 1 worker, key with a spend limit only (leased)" in names
     assert {row[1] for row in throughput} == {"1", "16"}
     assert all(row[10] == "0" for row in throughput), throughput  # errors column
     for row in throughput:  # p50 <= p99 <= p99.9, each a figure
