@@ -8,7 +8,6 @@ from typing import Any
 
 from litestar import Response, get
 from litestar.di import NamedDependency
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
@@ -16,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.keys.keyring import Keyring
 from gateway.ledger.lifecycle import Ledger
+from gateway.redis_topology import BackgroundRedis
 from providers.llamacpp_health import LlamaCppMonitor
 from routing.runtime import Routing
 
@@ -36,7 +36,7 @@ async def _check_db(engine: AsyncEngine) -> str:
     return "ok"
 
 
-async def _check_redis(redis: Redis | None) -> str:
+async def _check_redis(redis: BackgroundRedis | None) -> str:
     if redis is None:
         return "in-process"
     try:
@@ -77,7 +77,7 @@ def _state_of(task: asyncio.Task[None]) -> str:
 @get("/ready")
 async def ready(
     engine: NamedDependency[AsyncEngine],
-    redis: NamedDependency[Redis | None],
+    redis: NamedDependency[BackgroundRedis | None],  # a cluster client too (not a msgspec type)
     keyring: NamedDependency[Keyring],
     ledger: NamedDependency[Ledger],
     routing: NamedDependency[Routing | None],
