@@ -20,6 +20,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gateway.keys.pico import to_pico
 from gateway.keys.record import ApiKey, RateLimit
 from gateway.keys.redis_limiter import RedisLimiter
 from gateway.keys.refresh import KeyRefresher, announce
@@ -101,6 +102,47 @@ async def test_the_cluster_refuses_cross_slot_scripts_but_runs_the_limiters(
     # Over the spend limit the same script refuses (402) and holds nothing.
     with pytest.raises(Exception, match="spend limit"):
         await limiter.admit(key, Decimal("0.9"))
+
+
+async def test_leased_keys_admit_settle_and_give_back_on_a_cluster(
+    commands: Commands, background: RedisCluster, redis_prefix: str
+) -> None:
+    # The LEASE script's keys (the admit keys past the rate ones) and the settle that gives a
+    # lease's part back (its tenth argument) share the key's hash tag: they run on whichever
+    # node holds it. Several keys, so more than one node serves them.
+    workers = [RedisLimiter(commands, redis_prefix, lease_share=0.5) for _ in range(2)]
+    capped = [
+        ApiKey(f"key-l{n}", "l", "0" * 64, "sk-gw-l", NOW, NOW, Decimal(1), "daily", RateLimit())
+        for n in range(6)
+    ]
+    worst, cost = Decimal("0.01"), Decimal("0.004")
+    for key in capped:
+        for limiter in workers:
+            for _ in range(3):
+                hold = await limiter.admit(key, worst)
+                assert hold.lease  # admitted from this worker's lease
+                batch = Batch()
+                limiter.settle_into(batch, hold, cost, 10)
+                await batch.send()
+                assert not hold.settle_failed
+    for limiter in workers:
+        assert limiter.leases is not None
+        assert limiter.leases.waited == len(capped)  # one Redis wait per key, the rest local
+    for key in capped:
+        assert (await workers[0].usage(key)).daily == 6 * to_pico(cost)
+        # Redis holds exactly the two leases' unused parts: every settle gave its part back.
+        held = await background.get(f"{redis_prefix}key:{{{key.id}}}:held")
+        assert int(held) == sum(w.leases.free_of(key.id) for w in workers if w.leases) > 0
+    for limiter in workers:
+        assert limiter.leases is not None
+        await limiter.leases.aclose()
+    for key in capped:  # every lease given back: Redis holds nothing for the key
+        assert int(await background.get(f"{redis_prefix}key:{{{key.id}}}:held") or 0) == 0
+        assert await background.hgetall(f"{redis_prefix}key:{{{key.id}}}:holds") == {}
+    nodes = {
+        background.get_node_from_key(f"{redis_prefix}key:{{{k.id}}}:held").port for k in capped
+    }
+    assert len(nodes) > 1
 
 
 async def test_breakers_and_stats_are_shared_through_the_cluster(
