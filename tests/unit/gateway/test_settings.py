@@ -1,4 +1,4 @@
-"""Routing settings: one source of defaults, one mapping to routing's policies, typos refused."""
+"""Routing and keys settings: one source of defaults, one mapping to routing's policies, typos refused."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ from dataclasses import replace
 import pytest
 from pydantic import ValidationError
 
-from gateway.settings import RoutingSettings
+from gateway.keys.lease import LEASE_SHARE, LEASE_TTL_S
+from gateway.keys.limiter import HOLD_TTL_S
+from gateway.settings import KeysSettings, RoutingSettings
 from providers.provider import Timeouts
 from routing.breaker import BreakerPolicy
 from routing.config import RoutingConfig, StatsPolicy
@@ -46,3 +48,14 @@ def test_a_misspelt_setting_fails_at_start_naming_the_right_one(
         RoutingSettings()
     with pytest.raises(ValidationError):
         RoutingSettings(outage_uptim=0.5)  # type: ignore[call-arg]
+
+
+def test_keys_settings_left_alone_give_the_limiters_own_defaults() -> None:
+    # Written twice (settings may not import gateway.keys: keys.keyring imports settings); this
+    # keeps the two in step.
+    keys = KeysSettings()
+    assert (keys.hold_ttl_s, keys.lease_share, keys.lease_ttl_s) == (
+        HOLD_TTL_S,
+        LEASE_SHARE,
+        LEASE_TTL_S,
+    )
