@@ -1,4 +1,5 @@
-"""Routing and keys settings: one source of defaults, one mapping to routing's policies, typos refused."""
+"""Routing and keys settings: defaults from one source, one mapping to routing's policies, typos
+refused."""
 
 from __future__ import annotations
 
