@@ -27,7 +27,7 @@ from gateway.ledger.stream import GROUP, stream_key
 from providers.simulator.profile import Profile
 from providers.simulator.server import Fleet, start_fleet
 from tests.conftest import REDIS_URL
-from tests.integration.keys_fixtures import admin_headers, create_key
+from tests.integration.keys_fixtures import admin_headers, bearer, create_key
 from tests.integration.ledger_fixtures import GatewayProcess, wait_for_ids, writer_pids
 from tests.integration.replica_fixtures import (
     CLAIM_IDLE_S,
@@ -97,12 +97,27 @@ async def pair(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Pair]:
                     httpx.AsyncClient(base_url=a.url, timeout=30) as client,
                 ):
                     _, secret = await create_key(client, name="traffic")
+                    await known_to_all(client, [a.url, b.url], secret)
                     yield Pair(a, b, fleet, engine, secret, client, env, tmp)
             finally:
                 await engine.dispose()
     finally:
         await fleet.close()
         await cleanup_prefix(prefix)
+
+
+async def known_to_all(client: httpx.AsyncClient, urls: list[str], secret: str) -> None:
+    """A key created through one replica reaches the others within a key refresh: wait for it
+    rather than race it (a request sent there at once may get 401)."""
+
+    async def known() -> bool:
+        for url in urls:
+            answer = await client.get(f"{url}/api/v1/key", headers=bearer(secret))
+            if answer.status_code != 200:
+                return False
+        return True
+
+    await eventually(known, timeout_s=10, what="the new key on every replica", interval_s=0.05)
 
 
 async def served_by(pair: Pair, url: str, route: Route, n: int) -> list[str]:
@@ -198,6 +213,7 @@ async def test_a_spend_limit_holds_across_replicas_under_a_burst(pair: Pair) -> 
     most = worst_case(body)
     limit = (most * 30).quantize(Decimal("0.000001"))  # about 30 of the 100 fit
     key_id, secret = await create_key(pair.client, name="burst", limit=str(limit))
+    await known_to_all(pair.client, [pair.a.url, pair.b.url], secret)
     targets = [pair.a.url, pair.b.url] * 50  # 100 at once, half through each replica
 
     async def one(url: str) -> tuple[str, int, str | None]:
