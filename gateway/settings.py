@@ -15,6 +15,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from gateway.keys import defaults as keys_defaults
 from providers.provider import Timeouts
 from routing import defaults as d
 from routing.breaker import BreakerPolicy
@@ -209,13 +210,13 @@ class KeysSettings(BaseSettings):
     refresh_interval_s: float = Field(default=0.25, gt=0)  # key cache reload: revocation latency
     full_reload_s: float = Field(default=60.0, gt=0)  # key cache rebuilt from scratch
     # A dead request's spend hold expires after this; keep it above the generation timeout.
-    hold_ttl_s: float = Field(default=960.0, gt=0)
+    hold_ttl_s: float = Field(default=keys_defaults.HOLD_TTL_S, gt=0)
     # With Redis, a key with only a spend limit is admitted from each worker's lease: a share of
     # the key's room taken in one script call, renewed in the background, reclaimed this long
     # after its worker stops renewing it (killed). `lease = false`: every request checks Redis.
     lease: bool = True
-    lease_share: float = Field(default=0.1, gt=0, le=1)
-    lease_ttl_s: float = Field(default=10.0, ge=1)
+    lease_share: float = Field(default=keys_defaults.LEASE_SHARE, gt=0, le=1)
+    lease_ttl_s: float = Field(default=keys_defaults.LEASE_TTL_S, ge=1)
 
 
 class UpstreamSettings(BaseSettings):

@@ -85,7 +85,7 @@ class Candidate:
         facts: EndpointFacts,
         model_rank: int,  # 0: the requested model; 1..: `models` fallbacks in order
         order_rank: int,  # position in provider.order; len(order) when unlisted
-        cost: float,  # expected USD for this request, cache-adjusted
+        cost: float,  # expected USD, cache-adjusted: ranks endpoints only, never billed
         cached_tokens: int,  # prompt tokens expected from a warm cache
         figures: Figures,
         preferred: bool = True,  # meets preferred_min_throughput / preferred_max_latency

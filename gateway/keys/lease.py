@@ -14,14 +14,13 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Protocol
 
+from gateway.keys.defaults import LEASE_SHARE, LEASE_TTL_S
 from gateway.keys.limiter import Hold, LimiterUnavailable, spend_refused
 from gateway.keys.record import ApiKey, LimitReset
 from gateway.resp import FailingFast, RespError
 
 log = logging.getLogger("gateway.keys.lease")
 
-LEASE_SHARE = 0.1  # a lease takes this part of what is left of the key's limit
-LEASE_TTL_S = 10.0  # a lease not renewed (its worker killed) is reclaimed after this
 ADMIT_WITHIN = 0.8  # admit from a lease only this part of its TTL after it was last renewed
 RENEW_AFTER = 1 / 3  # ... and renew it once this part has gone by
 RETURN_WAIT_S = 2.0  # shutdown waits this long for the leases' give-back calls

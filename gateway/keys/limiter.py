@@ -20,7 +20,6 @@ if TYPE_CHECKING:
     from gateway.unit_of_work import UnitOfWork
 
 WINDOW_S = 60.0  # rate limits are per minute
-HOLD_TTL_S = 960.0  # a hold left by a crashed request is released after this long
 
 
 class LimiterUnavailable(GatewayError):

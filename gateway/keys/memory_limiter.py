@@ -12,8 +12,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
+from gateway.keys.defaults import HOLD_TTL_S
 from gateway.keys.limiter import (
-    HOLD_TTL_S,
     Hold,
     KeyUsage,
     rate_headers,

@@ -18,9 +18,9 @@ from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
-from gateway.keys.lease import LEASE_TTL_S, Grant, Lease, Leases
+from gateway.keys.defaults import HOLD_TTL_S, LEASE_TTL_S
+from gateway.keys.lease import Grant, Lease, Leases
 from gateway.keys.limiter import (
-    HOLD_TTL_S,
     Hold,
     KeyUsage,
     LimiterUnavailable,

@@ -44,6 +44,11 @@ class KeyRefresher:
         self._failing = False
         self._reported: dict[str, str] = {}  # unreadable key id -> the reason already logged
 
+    @property
+    def change_announced(self) -> bool:
+        """A key change was announced (`listen`) and the loop has not reloaded since."""
+        return self._nudged.is_set()
+
     async def refresh(self) -> bool:
         """One reload; False (logged once per outage) when the database did not answer."""
         started, wall = time.monotonic(), datetime.now(UTC)

@@ -170,9 +170,11 @@ async def test_key_changes_are_announced_over_cluster_pubsub(
 
         async def nudged() -> bool:
             await announce(background, channel)  # until the subscription is in place
-            return refresher._nudged.is_set()
+            return refresher.change_announced
 
         await eventually(nudged, 20, what="a key change heard over the cluster", interval_s=0.2)
+
+        assert refresher.change_announced
     finally:
         listening.cancel()
         await asyncio.gather(listening, return_exceptions=True)

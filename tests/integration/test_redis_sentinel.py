@@ -46,9 +46,11 @@ async def test_key_changes_are_announced_through_sentinel(
 
         async def nudged() -> bool:
             await announce(redis, channel)
-            return refresher._nudged.is_set()
+            return refresher.change_announced
 
         await eventually(nudged, 20, what="a key change heard through sentinel", interval_s=0.2)
+
+        assert refresher.change_announced
     finally:
         listening.cancel()
         await asyncio.gather(listening, return_exceptions=True)

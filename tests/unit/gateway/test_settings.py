@@ -8,8 +8,7 @@ from dataclasses import replace
 import pytest
 from pydantic import ValidationError
 
-from gateway.keys.lease import LEASE_SHARE, LEASE_TTL_S
-from gateway.keys.limiter import HOLD_TTL_S
+from gateway.keys.defaults import HOLD_TTL_S, LEASE_SHARE, LEASE_TTL_S
 from gateway.settings import KeysSettings, RoutingSettings
 from providers.provider import Timeouts
 from routing.breaker import BreakerPolicy
